@@ -1,0 +1,61 @@
+# Initialization Matters: the two commands a newcomer types are `make book` and `make test`.
+# Both create .venv from requirements.txt when it is missing or older than the package lists.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# The environment every notebook kernel and test runs in: quiet TensorFlow, CPU only,
+# stable hashing, and an IPython profile whose startup file blocks the network
+# (tests/kernel_profile) and whose kernels do not forward C-level log noise into outputs.
+export IPYTHONDIR            := $(CURDIR)/tests/kernel_profile
+export TF_CPP_MIN_LOG_LEVEL  := 2
+export CUDA_VISIBLE_DEVICES  :=
+export PYTHONHASHSEED        := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help install test unit notebooks book bench execute student clean
+
+help:
+	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
+	@echo "make test     unit tests + every notebook with nbval + the book build (one pytest run)"
+	@echo "make bench    seconds per notebook, slowest first, and the plotting benchmark"
+	@echo "make execute  re-execute every notebook in place (after editing one), outputs committed"
+	@echo "make student  write the student edition of every chapter to _build/student/"
+	@echo "make clean    remove _build and caches (keeps .venv)"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+notebooks: $(STAMP)
+	$(PY) -m pytest notebooks
+
+book: $(STAMP)
+	$(PY) -m tests.book build
+
+bench: $(STAMP)
+	$(PY) -m tests.nbtools bench
+
+execute: $(STAMP)
+	$(PY) -m tests.nbtools execute $(NB)
+
+student: $(STAMP)
+	$(PY) -m tests.classroom student
+
+clean:
+	rm -rf _build .pytest_cache tests/kernel_profile/profile_default/history.sqlite
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

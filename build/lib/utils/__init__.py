@@ -1,0 +1,20 @@
+"""Shared code for *Initialization Matters*.
+
+One module per concern; each public function's docstring names the chapter that explains it.
+Importing :mod:`utils` is cheap: no module imports TensorFlow, Keras or torch until a function
+that needs them is called, so the NumPy-only parts (for example :mod:`utils.seeding` with
+``frameworks=()``) work in a session without either framework.
+
+Modules
+-------
+frameworks
+    Tell a Keras model from a torch model; walk its layers and parameters uniformly.
+seeding
+    ``seed_everything`` and the determinism switches (Chapter 0).
+colab
+    The bootstrap cell every chapter starts with, and the environment report (Chapter 0).
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -1,0 +1,1 @@
+"""Tests and the developer tools that drive notebooks (``python -m tests.nbtools``)."""

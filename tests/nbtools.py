@@ -1,0 +1,122 @@
+"""Execute, normalise and time the course notebooks.
+
+``python -m tests.nbtools execute [NOTEBOOK ...]``
+    Re-execute notebooks in place (all of ``notebooks/`` by default) in the same kernel
+    environment as the tests, after rewriting the bootstrap cell from ``_config.yml``. This is
+    how committed outputs are produced; nbval then proves in CI that they are still what the
+    code prints.
+``python -m tests.nbtools bench``
+    Execute every notebook without writing it and print seconds per notebook, slowest first,
+    with the total; then run the benchmarks registered in ``tests/benchmarks.py``.
+
+Run through ``make execute`` / ``make bench``, which set the kernel profile (offline, quiet).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+CELL_TIMEOUT_S = 300
+BUDGET_S = 60.0  # per notebook, on the 2-core CI machine (DEVELOPERS.md)
+
+sys.path.insert(0, str(ROOT))
+from utils.colab import bootstrap_cell_source, course_ref, repository_url  # noqa: E402
+
+
+def notebook_paths(names: list[str] | None = None) -> list[Path]:
+    """The chapter notebooks, in reading order, or the ones named."""
+    if names:
+        return [Path(n).resolve() for n in names]
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def canonical_bootstrap() -> str:
+    """The bootstrap cell text every notebook must start with."""
+    return bootstrap_cell_source(repository_url(ROOT / "_config.yml"), course_ref())
+
+
+def first_code_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    return next((c for c in nb.cells if c.cell_type == "code"), None)
+
+
+def normalise(nb: nbformat.NotebookNode) -> None:
+    """Drop metadata that changes from machine to machine, so diffs show only real changes."""
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",
+                                 "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3",
+                                    "codemirror_mode": {"name": "ipython", "version": 3},
+                                    "file_extension": ".py", "mimetype": "text/x-python",
+                                    "nbconvert_exporter": "python"}
+    for cell in nb.cells:
+        for key in ("execution", "lines_to_next_cell"):
+            cell.metadata.pop(key, None)
+
+
+def run(path: Path, write: bool) -> float:
+    """Execute one notebook top to bottom in a fresh kernel; return the wall time in seconds."""
+    nb = nbformat.read(path, as_version=4)
+    cell = first_code_cell(nb)
+    if cell is not None:
+        cell.source = canonical_bootstrap()
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}},
+                            record_timing=False)
+    start = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - start
+    if write:
+        normalise(nb)
+        nbformat.validate(nb)
+        nbformat.write(nb, path)
+    return elapsed
+
+
+def execute(names: list[str] | None) -> int:
+    for path in notebook_paths(names):
+        seconds = run(path, write=True)
+        flag = "" if seconds <= BUDGET_S else f"  OVER the {BUDGET_S:.0f} s budget"
+        print(f"executed {path.relative_to(ROOT)} in {seconds:.1f} s{flag}", flush=True)
+    return 0
+
+
+def bench(names: list[str] | None) -> int:
+    rows = []
+    for path in notebook_paths(names):
+        print(f"running {path.name} ...", flush=True)
+        rows.append((path.name, run(path, write=False)))
+    rows.sort(key=lambda r: r[1], reverse=True)
+    width = max([len(r[0]) for r in rows] + [8])
+    print(f"\n{'notebook':<{width}}  seconds  budget")
+    for name, seconds in rows:
+        print(f"{name:<{width}}  {seconds:7.1f}  {'ok' if seconds <= BUDGET_S else 'OVER'}")
+    print(f"{'total':<{width}}  {sum(s for _, s in rows):7.1f}")
+    over = [name for name, s in rows if s > BUDGET_S]
+    try:
+        benchmarks = importlib.import_module("tests.benchmarks")
+    except ModuleNotFoundError:
+        benchmarks = None
+    if benchmarks is not None:
+        print()
+        benchmarks.main()
+    return 1 if over else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.nbtools", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["execute", "bench"])
+    parser.add_argument("notebooks", nargs="*", help="notebook paths (default: all)")
+    args = parser.parse_args(argv)
+    return {"execute": execute, "bench": bench}[args.command](args.notebooks or None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""The repository's own promises: pins agree, notebooks are committed executed and bootstrapped,
+the table of contents lists every chapter, and CI runs only the README's test command."""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import utils
+from tests.nbtools import canonical_bootstrap
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _requirements() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        assert sep == "==", f"requirements.txt: {line!r} is not pinned with =="
+        pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_every_requirement_is_pinned_and_the_frameworks_are_the_promised_ones():
+    pins = _requirements()
+    assert pins["tensorflow"].startswith("2.21.")
+    assert pins["keras"].startswith("3.")
+    assert pins["torch"] == "2.13.0"
+    assert pins["jupyter-book"] == "1.0.4.post1"
+
+
+def test_installed_versions_match_the_pins():
+    from importlib.metadata import version
+
+    mismatched = {name: (pin, version(name)) for name, pin in _requirements().items()
+                  if version(name).split("+")[0] != pin}
+    assert not mismatched, f"installed != requirements.txt: {mismatched}; run `make install`"
+
+
+def test_environment_yml_installs_exactly_requirements_txt():
+    text = (ROOT / "environment.yml").read_text()
+    pip_lines = re.findall(r"^\s+-\s+(.+)$", text.split("- pip:", 1)[1], re.M)
+    assert pip_lines == ["-r requirements.txt", "-e ."], pip_lines
+    python = re.search(r"-\s+python=(\d+\.\d+)", text).group(1)
+    assert tuple(map(int, python.split("."))) >= (3, 11)
+    # Nothing else is installed by conda besides python and pip, so the sets cannot drift.
+    conda_deps = re.findall(r"^  -\s+([A-Za-z][\w.-]*)", text.split("dependencies:", 1)[1], re.M)
+    assert conda_deps == ["python", "pip", "pip"], conda_deps  # "pip" the package, "pip:" the list
+
+
+def test_package_version_is_single_sourced():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == utils.__version__
+    frameworks = {"tensorflow", "keras", "torch"}
+    assert not frameworks & {re.split(r"[<>=!~ ]", d)[0] for d in project["dependencies"]}, \
+        "the Colab bootstrap must never reinstall the frameworks"
+
+
+def test_ci_runs_the_readme_test_command_only():
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+    assert ci[-1].strip() == "make test"
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make book" in readme
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_executed_in_order(path):
+    nb = json.loads(path.read_text())
+    counts = [c["execution_count"] for c in nb["cells"]
+              if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert counts == list(range(1, len(counts) + 1)), \
+        f"{path.name}: run `make execute NB={path.relative_to(ROOT)}` (counts {counts[:10]})"
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors, f"{path.name} has error outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_starts_with_the_bootstrap(path):
+    nb = json.loads(path.read_text())
+    first = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    assert "".join(first["source"]) == canonical_bootstrap(), \
+        f"{path.name}: first code cell is not the bootstrap; `make execute` rewrites it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_in_the_table_of_contents(path):
+    toc = (ROOT / "_toc.yml").read_text()
+    assert re.search(rf"file:\s*notebooks/{re.escape(path.stem)}\s*$", toc, re.M)
+
+
+def test_toc_files_exist():
+    toc = (ROOT / "_toc.yml").read_text()
+    for entry in re.findall(r"(?:file|root):\s*(\S+)", toc):
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry

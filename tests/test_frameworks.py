@@ -118,3 +118,119 @@ def test_to_numpy_copies():
     array[0] = 5
     assert tensor[0].item() == 0
     np.testing.assert_array_equal(to_numpy([1, 2]), np.array([1, 2]))
+
+
+# ---- trace: per-layer outputs and gradients -------------------------------------------------
+
+from utils.frameworks import trace  # noqa: E402
+
+
+def _twin_models(seed: int = 0):
+    """A Keras and a torch MLP (3 -> 4 tanh -> 2) with identical parameters."""
+    import keras
+    import torch.nn as nn
+
+    rng = np.random.default_rng(seed)
+    w1, b1 = rng.normal(size=(3, 4)), rng.normal(size=4)
+    w2, b2 = rng.normal(size=(4, 2)), rng.normal(size=2)
+    k = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Activation("tanh"),
+                          keras.layers.Dense(2)])
+    t = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    for p, v in zip(parameters(k), [w1, b1, w2, b2]):
+        assign(p, v)
+    for p, v in zip(parameters(t), [w1.T, b1, w2.T, b2]):
+        assign(p, v)
+    return k, t
+
+
+def test_trace_forward_records_every_leaf_in_order():
+    k, t = _twin_models()
+    x = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    kt, tt = trace(k, x), trace(t, x)
+    assert [r.layer_type for r in kt.layers] == ["Dense", "Activation", "Dense"]
+    assert [r.layer_type for r in tt.layers] == ["Linear", "Tanh", "Linear"]
+    assert kt.loss is None and kt.param_grads == [] and kt.layers[0].output_grad is None
+    # Same parameters, same function: float32 agreement to a few ulps of O(1) values.
+    for a, b in zip(kt.layers, tt.layers):
+        np.testing.assert_allclose(a.output, b.output, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(kt.layers[1].output, np.tanh(kt.layers[0].output), atol=1e-6)
+
+
+@pytest.mark.parametrize("loss, y", [
+    ("mse", np.zeros((5, 2), np.float32)),
+    ("cross_entropy", np.array([0, 1, 1, 0, 1])),
+])
+def test_trace_backward_agrees_between_frameworks(loss, y):
+    k, t = _twin_models()
+    x = np.random.default_rng(2).normal(size=(5, 3)).astype(np.float32)
+    kt, tt = trace(k, x, y, loss), trace(t, x, y, loss)
+    assert kt.loss == pytest.approx(tt.loss, rel=1e-5)
+    for a, b in zip(kt.layers, tt.layers):
+        np.testing.assert_allclose(a.output_grad, b.output_grad, rtol=1e-4, atol=1e-6)
+    # Keras kernels are (in, out), torch weights (out, in): compare transposed.
+    k_grads = [g for _, g in kt.param_grads]
+    t_grads = [g.T for _, g in tt.param_grads]
+    for a, b in zip(k_grads, t_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_trace_gradient_matches_finite_difference():
+    import torch.nn as nn
+
+    model = nn.Linear(2, 1).double()
+    x = np.array([[0.5, -1.0], [2.0, 0.25]])
+    y = np.array([[1.0], [0.0]])
+    result = trace(model, x, y, "mse")
+    weight, grad = result.param_grads[0]
+    eps = 1e-6  # central differences in float64: error O(eps^2) + rounding O(1e-16/eps)
+    w = weight.numpy()
+    for i in range(2):
+        for sign, store in ((1, "plus"), (-1, "minus")):
+            shifted = w.copy()
+            shifted[0, i] += sign * eps
+            assign(weight, shifted)
+            value = trace(model, x, y, "mse").loss
+            if store == "plus":
+                plus = value
+            else:
+                minus = value
+        assign(weight, w)
+        assert grad[0, i] == pytest.approx((plus - minus) / (2 * eps), abs=1e-8)
+
+
+def test_trace_subclassed_keras_model_and_restores_layers():
+    import keras
+
+    class TwoStep(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.first = keras.layers.Dense(3, activation="relu")
+            self.second = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.second(self.first(x) * 2.0)
+
+    model = TwoStep()
+    x = np.ones((4, 2), np.float32)
+    model(x)
+    result = trace(model, x, np.zeros((4, 1), np.float32), "mse")
+    assert [r.layer_type for r in result.layers] == ["Dense", "Dense"]
+    assert all(r.output_grad is not None for r in result.layers)
+    assert "call" not in vars(model.first)  # the wrapper is gone
+
+
+def test_trace_errors():
+    import keras
+    import torch.nn as nn
+
+    keras_model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"x with shape \(4, 5\) could not be passed"):
+        trace(keras_model, np.zeros((4, 5), np.float32))
+
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=r"x with shape \(4, 5\) could not be passed"):
+        trace(model, np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="y and loss must be given together"):
+        trace(model, np.zeros((4, 3), np.float32), y=np.zeros(4))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        trace(model, np.zeros((4, 3), np.float32), y=np.zeros(4), loss="hinge")

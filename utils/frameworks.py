@@ -5,8 +5,8 @@ Every other module that must "work on any model" goes through here instead of gr
 recognised from its class hierarchy, and the framework is imported only by code that already
 holds one of its objects.
 
-Used from Chapter 1 on (parameter audits), Chapter 3 (histograms) and Chapter 4 (setting the
-output bias).
+Used from Chapter 1 on (parameter audits), Chapters 2 and 3 (per-layer activations and
+gradients, via :func:`trace`) and Chapter 4 (setting the output bias).
 """
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ __all__ = [
     "to_numpy",
     "assign",
     "require_built",
+    "LayerRecord",
+    "Trace",
+    "trace",
+    "LOSS_NAMES",
 ]
 
 Framework = Literal["keras", "torch"]
@@ -274,3 +278,235 @@ def assign(param: ParamInfo, values: Any) -> None:
             handle.copy_(torch.as_tensor(array, dtype=handle.dtype))
     else:
         handle.assign(array.astype(np.dtype(handle.dtype)))
+
+
+# --------------------------------------------------------------------------------------------
+# Forward and backward traces: what each layer outputs, and the gradients (Chapters 2 and 3)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One leaf layer's output during a traced forward pass (and its gradient, if traced).
+
+    Attributes
+    ----------
+    name
+        The layer's name (Keras) or ``named_modules`` path (torch); a layer called more than
+        once appears once per call, the later calls suffixed ``#2``, ``#3``, ...
+    layer_type
+        The layer's class name.
+    output
+        What the layer returned (for layers returning tuples, e.g. an LSTM, the first tensor).
+        Keras layers with a fused ``activation=`` return the activated values.
+    output_grad
+        The loss's gradient with respect to ``output``, or None for a forward-only trace or a
+        layer the loss does not depend on.
+    """
+
+    name: str
+    layer_type: str
+    output: np.ndarray
+    output_grad: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The result of :func:`trace`: per-layer records, per-parameter gradients and the loss."""
+
+    layers: list[LayerRecord]
+    param_grads: list[tuple[ParamInfo, np.ndarray]]
+    loss: float | None
+
+
+LOSS_NAMES = ("mse", "cross_entropy", "binary_cross_entropy")
+
+
+def _first_tensor(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+        return None
+    return value if hasattr(value, "shape") else None
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    counts: dict[str, int] = {}
+    unique = []
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+        unique.append(name if counts[name] == 1 else f"{name}#{counts[name]}")
+    return unique
+
+
+def _keras_loss(loss: Any) -> Any:
+    import keras
+
+    if callable(loss):
+        return loss
+    return {
+        "mse": keras.losses.MeanSquaredError(),
+        "cross_entropy": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        "binary_cross_entropy": keras.losses.BinaryCrossentropy(from_logits=True),
+    }[loss]
+
+
+def _torch_loss(loss: Any) -> Any:
+    import torch.nn.functional as F
+
+    if callable(loss):
+        return loss
+    return {
+        "mse": lambda pred, target: F.mse_loss(pred, target.to(pred.dtype).reshape(pred.shape)),
+        "cross_entropy": lambda pred, target: F.cross_entropy(pred, target.long().reshape(-1)),
+        "binary_cross_entropy": lambda pred, target: F.binary_cross_entropy_with_logits(
+            pred, target.to(pred.dtype).reshape(pred.shape)),
+    }[loss]
+
+
+def _keras_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace:
+    import tensorflow as tf
+
+    leaves = leaf_layers(model)
+    calls: list[tuple[str, str, Any]] = []
+    for _, layer in leaves:
+        original = layer.call
+
+        def recording_call(*args: Any, _original: Any = original, _layer: Any = layer,
+                           **kwargs: Any) -> Any:
+            out = _original(*args, **kwargs)
+            calls.append((_layer.name, type(_layer).__name__, _first_tensor(out)))
+            return out
+
+        layer.call = recording_call  # instance attribute shadows the class method
+    try:
+        with tf.GradientTape(persistent=False) as tape:
+            try:
+                prediction = model(x, training=training)
+            except Exception as err:  # a wrong input shape surfaces as many error types
+                raise ValueError(
+                    f"x with shape {tuple(np.shape(x))} could not be passed through the model: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            loss_value = None
+            if loss is not None:
+                loss_value = _keras_loss(loss)(y, prediction)
+    finally:
+        for _, layer in leaves:
+            del layer.call
+    params = parameters(model)
+    outputs = [c[2] for c in calls if c[2] is not None]
+    records_src = [c for c in calls if c[2] is not None]
+    names = _unique_names([c[0] for c in records_src])
+    if loss_value is None:
+        layers = [LayerRecord(n, c[1], to_numpy(c[2])) for n, c in zip(names, records_src)]
+        return Trace(layers, [], None)
+    grads = tape.gradient(loss_value, outputs + [p.handle for p in params],
+                          unconnected_gradients=tf.UnconnectedGradients.NONE)
+    out_grads, param_grads = grads[:len(outputs)], grads[len(outputs):]
+    layers = [LayerRecord(n, c[1], to_numpy(c[2]), None if g is None else to_numpy(g))
+              for n, c, g in zip(names, records_src, out_grads)]
+    pgrads = [(p, to_numpy(g)) for p, g in zip(params, param_grads) if g is not None]
+    return Trace(layers, pgrads, float(loss_value))
+
+
+def _torch_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace:
+    import torch
+
+    calls: list[tuple[str, str, Any]] = []
+    hooks = []
+    want_grad = loss is not None
+
+    def make_hook(name: str) -> Any:
+        def hook(module: Any, inputs: Any, output: Any) -> None:
+            tensor = _first_tensor(output)
+            if tensor is not None and want_grad and tensor.requires_grad:
+                tensor.retain_grad()
+            calls.append((name, type(module).__name__, tensor))
+        return hook
+
+    for name, module in leaf_layers(model):
+        hooks.append(module.register_forward_hook(make_hook(name)))
+    was_training = model.training
+    model.train(training)
+    try:
+        model.zero_grad(set_to_none=True)
+        inputs = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x
+        if inputs.is_floating_point():
+            inputs = inputs.to(next((p.dtype for p in model.parameters()), torch.float32))
+        with torch.set_grad_enabled(want_grad):
+            try:
+                prediction = model(inputs)
+            except Exception as err:
+                raise ValueError(
+                    f"x with shape {tuple(inputs.shape)} could not be passed through the model: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            loss_value = None
+            if want_grad:
+                target = torch.as_tensor(np.asarray(y)) if not torch.is_tensor(y) else y
+                loss_value = _torch_loss(loss)(prediction, target)
+                loss_value.backward()
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(was_training)
+    records_src = [c for c in calls if c[2] is not None]
+    names = _unique_names([c[0] for c in records_src])
+    layers = [LayerRecord(n, c[1], to_numpy(c[2]),
+                          None if (not want_grad or c[2].grad is None) else to_numpy(c[2].grad))
+              for n, c in zip(names, records_src)]
+    if not want_grad:
+        return Trace(layers, [], None)
+    pgrads = [(p, to_numpy(p.handle.grad)) for p in parameters(model)
+              if p.handle.grad is not None]
+    model.zero_grad(set_to_none=True)
+    return Trace(layers, pgrads, float(loss_value.detach()))
+
+
+def trace(model: Any, x: Any, y: Any = None, loss: Any = None, training: bool = False) -> Trace:
+    """Run ``x`` through ``model`` once, recording every leaf layer's output (and gradients).
+
+    One function for both frameworks: Keras layers are traced by wrapping their ``call`` for the
+    duration of one eager forward pass under a ``tf.GradientTape``; torch modules by forward
+    hooks, with ``retain_grad`` on their outputs. The model is left exactly as it was.
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or a ``torch.nn.Module`` (any architecture: sequential, functional,
+        subclassed, nested).
+    x
+        A batch of inputs (NumPy array or the framework's tensor).
+    y, loss
+        Give both for a backward pass. ``loss`` is ``"mse"``, ``"cross_entropy"`` (integer labels,
+        the model outputs logits) or ``"binary_cross_entropy"`` (the model outputs one logit), or
+        a callable in the framework's own convention (Keras ``loss(y_true, y_pred)``, torch
+        ``loss(prediction, target)``).
+    training
+        Run layers such as dropout and batch normalisation in training mode.
+
+    Returns
+    -------
+    Trace
+        ``layers``: a :class:`LayerRecord` per leaf-layer call, in call order; ``param_grads``:
+        ``(ParamInfo, gradient)`` pairs; ``loss``: the loss value (None without ``loss``).
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a built Keras/torch model; if only one of ``y`` and ``loss`` is
+        given; if ``loss`` is an unknown name; or if ``x`` cannot pass through the model (the
+        message gives ``x``'s shape and the framework's error).
+    """
+    framework = require_built(model)
+    if (y is None) != (loss is None):
+        raise ValueError("y and loss must be given together (both for a backward pass, "
+                         f"neither for a forward pass); got y={'set' if y is not None else None}, "
+                         f"loss={loss!r}")
+    if loss is not None and not callable(loss) and loss not in LOSS_NAMES:
+        raise ValueError(f"loss must be one of {LOSS_NAMES} or a callable, got {loss!r}")
+    if framework == "keras":
+        return _keras_trace(model, x, y, loss, training)
+    return _torch_trace(model, x, y, loss, training)

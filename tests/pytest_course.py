@@ -28,6 +28,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 block_network()
 
+_graded: list[tuple[str, str, float, str]] = []
+
+
+def record_graded(notebook: str, grade_id: str, points: float, student_result: str) -> None:
+    """Remember how a graded test cell did on the student edition (for the summary)."""
+    _graded.append((notebook, grade_id, points, student_result))
+
+
 _started: dict[str, float] = {}
 _finished: dict[str, float] = {}
 _cells: dict[str, int] = defaultdict(int)
@@ -58,10 +66,16 @@ def notebook_times() -> list[tuple[str, float, int]]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config) -> None:
+    tr = terminalreporter
+    if _graded:
+        tr.section("graded exercises: student edition (stub) vs solutions (nbval)")
+        for notebook, grade_id, points, result in _graded:
+            verdict = "fails as it must" if result != "PASSED" else "PASSES WITHOUT A SOLUTION"
+            tr.write_line(f"{notebook:32s} {grade_id:36s} {points:4g} pt  student edition: "
+                          f"{result} ({verdict}); solution edition: checked by nbval")
     rows = notebook_times()
     if not rows:
         return
-    tr = terminalreporter
     tr.section("notebook execution times (budget 60 s each)")
     for notebook, seconds, cells in rows:
         verdict = "ok" if seconds <= NOTEBOOK_BUDGET_S else "OVER BUDGET"

@@ -1,0 +1,161 @@
+"""The classroom promises: one exercise format, a student edition made by nbgrader, and graded
+tests that pass on the solutions (nbval runs them in the committed notebooks) and fail on the
+student edition (executed here)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests import pytest_course
+from tests.classroom import (check_notebook, graded_exercises, student_edition,
+                             write_student_editions)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+# ---- the format ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_exercises_are_well_formed(path):
+    problems = check_notebook(_read(path), path.name)
+    assert not problems, "\n".join(problems)
+
+
+def _exercise_notebook(solution_meta=None, test_meta=None, solution_source=None,
+                       close=True) -> nbformat.NotebookNode:
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    solution_meta = solution_meta if solution_meta is not None else {
+        "grade": False, "grade_id": "ex-solution", "locked": False, "schema_version": 3,
+        "solution": True}
+    test_meta = test_meta if test_meta is not None else {
+        "grade": True, "grade_id": "ex-test", "locked": True, "points": 1, "schema_version": 3,
+        "solution": False}
+    cells = [
+        md(":::{exercise}\n:label: ex-a\nDouble it.\n:::\n\n:::{solution-start} ex-a\n"
+           ":class: dropdown\n:::"),
+        code(solution_source or "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n"
+             "    ### END SOLUTION", metadata={"nbgrader": solution_meta}),
+        md(":::{solution-end}\n:::" if close else "Some prose."),
+        code("assert double(3) == 6", metadata={"nbgrader": test_meta}),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    return nb
+
+
+def test_well_formed_example_passes_the_check():
+    assert check_notebook(_exercise_notebook(), "x.ipynb", min_exercises=1) == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"solution_source": "def double(x):\n    return 2 * x"},
+     "x.ipynb, cell 1: solution cell without ### BEGIN SOLUTION"),
+    ({"test_meta": {"grade": True, "grade_id": "ex-test", "locked": False, "points": 1}},
+     "x.ipynb, cell 3: graded test cell 'ex-test' is not locked"),
+    ({"test_meta": {"grade": True, "grade_id": "ex-solution", "locked": True, "points": 1}},
+     "x.ipynb, cell 3: duplicate grade_id 'ex-solution' (also cell 1)"),
+    ({"test_meta": {"grade": True, "grade_id": "ex-test", "locked": True, "points": 0}},
+     "x.ipynb, cell 3: graded test cell 'ex-test' has no positive points"),
+    ({"test_meta": {}}, "x.ipynb, cell 1: solution cell 'ex-solution' is not followed by a "
+                        "graded test cell"),
+    ({"close": False}, "x.ipynb, cell 0: solution of 'ex-a' is never closed"),
+])
+def test_malformed_exercises_are_reported_with_notebook_and_cell(kwargs, message):
+    problems = check_notebook(_exercise_notebook(**kwargs), "x.ipynb", min_exercises=1)
+    assert any(p.startswith(message) for p in problems), problems
+
+
+def test_too_few_exercises_are_reported():
+    problems = check_notebook(_exercise_notebook(), "x.ipynb")
+    assert "x.ipynb: 1 exercises, at least 3 expected" in problems
+
+
+# ---- the student edition -------------------------------------------------------------------
+
+def test_student_edition_of_the_example():
+    nb = _exercise_notebook()
+    student = student_edition(nb)
+    sources = [c.source for c in student.cells]
+    assert sources[0] == ":::{exercise}\n:label: ex-a\nDouble it.\n:::"
+    assert "raise NotImplementedError()" in sources[1] and "return 2 * x" not in sources[1]
+    assert sources[2] == "assert double(3) == 6"
+    assert len(student.cells) == 3  # the solution markers' cell is gone
+    assert nb.cells[1].source.count("return 2 * x") == 1  # the input is not modified
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_student_edition_has_no_solutions_and_keeps_everything_else(path):
+    nb = _read(path)
+    student = student_edition(nb)
+    text = "\n".join(c.source for c in student.cells)
+    assert "### BEGIN SOLUTION" not in text and "{solution-start}" not in text
+    assert "{solution-end}" not in text
+    for cell in student.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            assert "raise NotImplementedError()" in cell.source and cell.outputs == []
+    # Cells outside solution blocks are carried over unchanged, outputs included.
+    originals = {c.source: c for c in nb.cells if c.cell_type == "code"}
+    for cell in student.cells:
+        if cell.cell_type == "code" and not cell.metadata.get("nbgrader", {}).get("solution"):
+            assert cell.source in originals
+            assert cell.outputs == originals[cell.source].outputs
+    assert len(graded_exercises(student, path.name)) == len(graded_exercises(nb, path.name)) >= 1
+
+
+def test_make_student_writes_every_chapter(tmp_path):
+    written = write_student_editions(tmp_path)
+    assert sorted(p.name for p in written) == [p.name for p in CHAPTERS]
+    for path in written:
+        nbformat.validate(_read(path))
+
+
+# ---- graded tests are real -----------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_graded_tests_fail_on_the_student_edition(path):
+    solution_nb = _read(path)
+    graded = graded_exercises(solution_nb, path.name)
+    # Solutions: the committed, executed notebook has no error in any graded test cell, and
+    # nbval re-executes these cells in this same run (notebooks/ in the test paths).
+    for exercise in graded:
+        outputs = solution_nb.cells[exercise.test_cell].outputs
+        assert not [o for o in outputs if o.output_type == "error"], exercise.grade_id
+
+    student = student_edition(solution_nb)
+    client = NotebookClient(student, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    for exercise in graded_exercises(student, path.name):
+        stub = student.cells[exercise.solution_cell].outputs
+        test = student.cells[exercise.test_cell].outputs
+        test_errors = [o.ename for o in test if o.output_type == "error"]
+        stub_errors = [o.ename for o in stub if o.output_type == "error"]
+        pytest_course.record_graded(path.name, exercise.grade_id, exercise.points,
+                                    test_errors[0] if test_errors else "PASSED")
+        assert test_errors, f"{exercise.grade_id}: the test passes without a solution"
+        # The failure must come from the stub: either the stub cell raised (an answer computed
+        # at the top level) or the test called the student's stubbed function.
+        assert "NotImplementedError" in stub_errors + test_errors, \
+            (exercise.grade_id, stub_errors, test_errors)
+
+
+def test_instructor_guide_lists_every_graded_exercise_with_its_points():
+    import re
+
+    guide = (ROOT / "book" / "instructor_guide.md").read_text()
+    listed = {grade_id: float(points)
+              for grade_id, points in re.findall(r"`([\w-]+-test)` \((\d+(?:\.\d+)?)\)", guide)}
+    actual = {g.grade_id: float(g.points) for path in CHAPTERS
+              for g in graded_exercises(_read(path), path.name)}
+    assert listed == actual

@@ -66,6 +66,8 @@ def run(path: Path, write: bool) -> float:
     cell = first_code_cell(nb)
     if cell is not None:
         cell.source = canonical_bootstrap()
+        # Folded in the book (readers need not see it), visible in Jupyter and Colab.
+        cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {"hide-input"})
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
                             record_timing=False)

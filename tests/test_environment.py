@@ -88,6 +88,7 @@ def test_notebook_starts_with_the_bootstrap(path):
     first = next(c for c in nb["cells"] if c["cell_type"] == "code")
     assert "".join(first["source"]) == canonical_bootstrap(), \
         f"{path.name}: first code cell is not the bootstrap; `make execute` rewrites it"
+    assert "hide-input" in first["metadata"].get("tags", []), f"{path.name}: bootstrap not folded"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

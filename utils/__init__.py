@@ -13,6 +13,8 @@ seeding
     ``seed_everything`` and the determinism switches (Chapter 0).
 colab
     The bootstrap cell every chapter starts with, and the environment report (Chapter 0).
+data
+    Generated stand-ins and real-data loaders for the prior-bias experiments (Chapter 5).
 """
 from __future__ import annotations
 

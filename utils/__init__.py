@@ -13,6 +13,11 @@ seeding
     ``seed_everything`` and the determinism switches (Chapter 0).
 colab
     The bootstrap cell every chapter starts with, and the environment report (Chapter 0).
+initializers
+    Fans in both weight layouts; PyTorch's default written out, bit for bit (Chapter 1).
+audit
+    ``default_initializers``: each framework's defaults, found from the installed versions
+    (Chapter 1).
 data
     Generated stand-ins and real-data loaders for the prior-bias experiments (Chapter 5).
 """

@@ -12,7 +12,7 @@ The exercise format (one format across the course; see ``notebooks/00_setup.ipyn
   book, and code inside it is executed, so the solution's output is real);
 * a *graded* exercise has, inside its solution, one code cell with nbgrader metadata
   ``solution: true`` whose answer sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``,
-  and right after the solution block a locked test cell (``grade: true``, ``locked: true``,
+  and after it (before the next exercise) a locked test cell (``grade: true``, ``locked: true``,
   ``points``) whose asserts call the student's code.
 
 The student edition is made with nbgrader's own preprocessors (``ClearSolutions`` replaces each
@@ -55,6 +55,20 @@ class GradedExercise:
 
 def _nbgrader(cell: nbformat.NotebookNode) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _test_cell_of(nb: nbformat.NotebookNode, solution_index: int) -> int | None:
+    """The graded test cell of the solution at ``solution_index``: the first graded code cell
+    after it, provided no other exercise or solution cell comes first."""
+    for j in range(solution_index + 1, len(nb.cells)):
+        cell = nb.cells[j]
+        meta = _nbgrader(cell)
+        if cell.cell_type == "code" and meta.get("grade"):
+            return j
+        if meta.get("solution") or (cell.cell_type == "markdown"
+                                    and _EXERCISE.search(cell.source)):
+            return None
+    return None
 
 
 def check_notebook(nb: nbformat.NotebookNode, name: str,
@@ -108,9 +122,8 @@ def check_notebook(nb: nbformat.NotebookNode, name: str,
             if open_solution is None:
                 problems.append(f"{where}: nbgrader solution cell outside a "
                                 "{solution-start} ... {solution-end} block")
-            test = next((j for j in range(index + 1, len(nb.cells))
-                         if nb.cells[j].cell_type == "code"), None)
-            if test is None or not _nbgrader(nb.cells[test]).get("grade"):
+            test = _test_cell_of(nb, index)
+            if test is None:
                 problems.append(f"{where}: solution cell {meta.get('grade_id')!r} is not "
                                 "followed by a graded test cell")
         if meta.get("grade") and cell.cell_type == "code":
@@ -141,8 +154,9 @@ def graded_exercises(nb: nbformat.NotebookNode, name: str) -> list[GradedExercis
     found = []
     for index, cell in enumerate(nb.cells):
         if _nbgrader(cell).get("solution") and cell.cell_type == "code":
-            test = next(j for j in range(index + 1, len(nb.cells))
-                        if nb.cells[j].cell_type == "code")
+            test = _test_cell_of(nb, index)
+            if test is None:
+                continue
             meta = _nbgrader(nb.cells[test])
             found.append(GradedExercise(name, index, test, meta["grade_id"], meta["points"]))
     return found

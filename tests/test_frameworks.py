@@ -100,6 +100,15 @@ def test_leaf_layers(keras_nested, torch_nested):
     assert [name for name, _ in leaf_layers(nn.Linear(2, 2))] == ["(root)"]
 
 
+def test_keras_leaf_layers_follow_call_order_in_nested_models():
+    import keras
+
+    inner = keras.Sequential([keras.layers.Dense(3, name="b"), keras.layers.Dense(3, name="c")])
+    outer = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, name="a"), inner,
+                              keras.layers.Activation("relu", name="act")])
+    assert [name for name, _ in leaf_layers(outer)] == ["a", "b", "c", "act"]
+
+
 def test_assign_round_trips_and_checks_shape(keras_nested, torch_nested):
     for model in (keras_nested, torch_nested):
         first = parameters(model)[0]

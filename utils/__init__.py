@@ -18,6 +18,8 @@ initializers
 audit
     ``default_initializers``: each framework's defaults, found from the installed versions
     (Chapter 1).
+priors
+    Prior-logit output biases and the initial-loss check (Chapter 4).
 data
     Generated stand-ins and real-data loaders for the prior-bias experiments (Chapter 5).
 """

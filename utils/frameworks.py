@@ -246,12 +246,21 @@ def leaf_layers(model: Any) -> list[tuple[str, Any]]:
             if not any(True for _ in module.children()):
                 leaves.append((name or "(root)", module))
         return leaves
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if type(layer).__name__ == "InputLayer":
-            continue
-        if any(True for _ in layer._flatten_layers(include_self=False, recursive=False)):
-            continue
-        leaves.append((layer.name, layer))
+    # Layer._flatten_layers reverses the sublayers of a nested model (it pushes them onto the
+    # left of a deque), so walk `_layers` depth-first, in the order the model applies them.
+    seen: set[int] = set()
+
+    def walk(layer: Any) -> None:
+        for sub in getattr(layer, "_layers", []):
+            if id(sub) in seen or type(sub).__name__ == "InputLayer":
+                continue
+            seen.add(id(sub))
+            if getattr(sub, "_layers", None):
+                walk(sub)
+            else:
+                leaves.append((sub.name, sub))
+
+    walk(model)
     if not leaves and type(model).__name__ != "InputLayer":
         leaves.append((model.name, model))
     return leaves

@@ -1,0 +1,584 @@
+"""utils.priors: prior-logit biases, the initial loss, and setting/checking them on models."""
+from __future__ import annotations
+
+import doctest
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.special import expit, logit, logsumexp, softmax
+
+import utils.priors
+from utils.frameworks import parameters
+from utils.priors import check_initial_loss, initial_loss, prior_bias, set_prior_bias
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+BRIEF_COUNTS = [10, 5, 5, 100, 100]
+CIFAR_COUNTS = [4000, 3700, 100, 4000, 400, 100, 50, 700, 700, 100]
+FRAUD_POSITIVES, FRAUD_TOTAL = 492, 284_807
+
+
+def entropy(p):
+    p = np.asarray(p, dtype=float)
+    p = p[p > 0]
+    return float(-(p @ np.log(p)))
+
+
+def binary_entropy(pi):
+    pi = np.asarray(pi, dtype=float)
+    return -(pi * np.log(pi) + (1 - pi) * np.log1p(-pi))
+
+
+def labels_with_counts(counts, seed=0):
+    """Integer labels with exactly these class counts, shuffled."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return np.random.default_rng(seed).permutation(labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Analytic cases (NumPy only)
+
+
+def test_numpy_only_session():
+    """prior_bias and initial_loss work without importing either framework."""
+    code = (
+        "import sys; from utils.priors import prior_bias, initial_loss; "
+        "b = prior_bias([3, 1]); initial_loss([3, 1], b); "
+        "prior_bias([1], 'sigmoid', total=4); "
+        "bad = [m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_docstring_examples():
+    failures, tried = doctest.testmod(utils.priors, extraglobs={"np": np})
+    assert tried >= 4 and failures == 0
+
+
+def test_brief_logit_mistake_numbers():
+    counts = np.array(BRIEF_COUNTS, dtype=float)
+    p = counts / counts.sum()
+    np.testing.assert_allclose(np.exp(prior_bias(counts)), p, rtol=1e-12)
+    assert np.round(p, 4).tolist() == [0.0455, 0.0227, 0.0227, 0.4545, 0.4545]
+    mistaken = logit(p)
+    assert np.round(softmax(mistaken), 4).tolist() == [0.0270, 0.0132, 0.0132, 0.4733, 0.4733]
+    assert round(initial_loss(counts, mistaken), 4) == 1.0409
+    assert round(initial_loss(counts, prior_bias(counts)), 4) == 1.0293
+    assert round(initial_loss(counts), 4) == round(np.log(5), 4) == 1.6094
+    # the mistake's cost is KL(p || q) with q proportional to p / (1 - p)
+    q = p / (1 - p) / np.sum(p / (1 - p))
+    np.testing.assert_allclose(softmax(mistaken), q, rtol=1e-12)
+    cost = initial_loss(counts, mistaken) - initial_loss(counts, prior_bias(counts))
+    assert cost == pytest.approx(float(p @ np.log(p / q)), rel=1e-10)
+
+
+def test_brief_cifar_and_fraud_numbers():
+    assert round(initial_loss(CIFAR_COUNTS), 4) == 2.3026
+    assert round(initial_loss(CIFAR_COUNTS, prior_bias(CIFAR_COUNTS)), 4) == 1.6012
+    bias = prior_bias([FRAUD_POSITIVES], "sigmoid", total=FRAUD_TOTAL)
+    assert bias.shape == (1,) and round(float(bias[0]), 4) == -6.3594
+    assert bias[0] == pytest.approx(np.log(FRAUD_POSITIVES / (FRAUD_TOTAL - FRAUD_POSITIVES)))
+    assert round(float(expit(bias[0])), 4) == 0.0017
+    loss = initial_loss([FRAUD_POSITIVES], bias, "sigmoid", total=FRAUD_TOTAL)
+    assert round(loss, 4) == 0.0127
+    assert loss == pytest.approx(binary_entropy(FRAUD_POSITIVES / FRAUD_TOTAL), rel=1e-12)
+    zero = initial_loss([FRAUD_POSITIVES], None, "sigmoid", total=FRAUD_TOTAL)
+    assert zero == pytest.approx(np.log(2), rel=1e-12)
+
+
+@pytest.mark.parametrize("counts", [[3, 7], [1, 999], [50, 50], [0.2, 0.8]])
+def test_two_class_softmax_equals_sigmoid(counts):
+    negatives, positives = counts
+    total = negatives + positives
+    softmax_bias = prior_bias(counts)
+    sigmoid_bias = prior_bias([positives], "sigmoid", total=total)
+    assert softmax_bias[1] - softmax_bias[0] == pytest.approx(sigmoid_bias[0], abs=1e-12)
+    assert initial_loss(counts, softmax_bias) == pytest.approx(
+        initial_loss([positives], sigmoid_bias, "sigmoid", total=total), rel=1e-12
+    )
+    # for any bias, a 2-way softmax is a sigmoid of the logit difference
+    for b0, b1 in [(0.0, 0.0), (1.5, -0.3), (-4.0, 2.0)]:
+        assert initial_loss(counts, [b0, b1]) == pytest.approx(
+            initial_loss([positives], [b1 - b0], "sigmoid", total=total), rel=1e-12
+        )
+
+
+@pytest.mark.parametrize("k", [2, 3, 10, 1000])
+def test_uniform_counts_give_zero_gap(k):
+    counts = np.full(k, 17)
+    bias = prior_bias(counts)
+    np.testing.assert_allclose(bias, -np.log(k), rtol=1e-12)
+    assert initial_loss(counts, bias) == pytest.approx(initial_loss(counts), rel=1e-12)
+    assert initial_loss(counts) == pytest.approx(np.log(k), rel=1e-12)
+
+
+def test_softmax_bias_is_invariant_to_a_constant():
+    bias = prior_bias(CIFAR_COUNTS)
+    assert logsumexp(bias) == pytest.approx(0.0, abs=1e-12)  # the stated convention
+    for shift in (-100.0, -1.0, 3.7, 250.0):
+        assert initial_loss(CIFAR_COUNTS, bias + shift) == pytest.approx(
+            initial_loss(CIFAR_COUNTS, bias), rel=1e-12
+        )
+    # scaling the counts (frequencies instead of counts) changes nothing
+    np.testing.assert_allclose(prior_bias(np.array(CIFAR_COUNTS) / 13850), bias, atol=1e-12)
+
+
+def test_prior_bias_minimises_the_initial_loss():
+    rng = np.random.default_rng(0)
+    counts = np.array(CIFAR_COUNTS, dtype=float)
+    best = initial_loss(counts, prior_bias(counts))
+    assert best == pytest.approx(entropy(counts / counts.sum()), rel=1e-12)
+    for _ in range(200):  # Gibbs: H(p) + KL(p || q) >= H(p) for every bias
+        assert initial_loss(counts, rng.normal(scale=3, size=counts.size)) >= best
+        assert initial_loss(counts, prior_bias(counts) + rng.normal(scale=1e-3, size=10)) >= best
+    gradient = softmax(prior_bias(counts)) - counts / counts.sum()
+    np.testing.assert_allclose(gradient, 0, atol=1e-15)
+
+
+def test_multilabel_sigmoid_prior():
+    positives, total = np.array([500, 120, 30, 3]), 1000
+    bias = prior_bias(positives, "sigmoid", total=total)
+    np.testing.assert_allclose(bias, logit(positives / total), rtol=1e-12)
+    loss = initial_loss(positives, bias, "sigmoid", total=total)
+    assert loss == pytest.approx(np.mean(binary_entropy(positives / total)), rel=1e-12)
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        assert initial_loss(positives, bias + rng.normal(scale=0.5, size=4), "sigmoid",
+                            total=total) >= loss
+    # one total per output (labels missing for some outputs)
+    per_output = prior_bias(positives, "sigmoid", total=[1000, 1000, 100, 10])
+    np.testing.assert_allclose(per_output, logit(positives / [1000, 1000, 100, 10]))
+
+
+def test_one_positive_per_ten_negatives():
+    bias = prior_bias([1], "sigmoid", total=11)
+    assert bias[0] == pytest.approx(-np.log(10), rel=1e-12)
+    assert abs(bias[0] - logit(0.1)) > 0.1  # the tempting misreading
+
+
+def test_smoothing():
+    counts = [10, 0, 5]
+    bias = prior_bias(counts, smoothing=1)
+    np.testing.assert_allclose(np.exp(bias), np.array([11, 1, 6]) / 18, rtol=1e-12)
+    sigmoid = prior_bias([0, 10], "sigmoid", total=10, smoothing=0.5)
+    np.testing.assert_allclose(sigmoid, logit(np.array([0.5, 10.5]) / 11), rtol=1e-12)
+    # empty classes are fine for the loss itself: they contribute 0 log q
+    assert initial_loss(counts, prior_bias(counts, smoothing=1e-9)) == pytest.approx(
+        entropy(np.array([10, 0, 5]) / 15), abs=1e-6)
+
+
+def test_class_weights_change_the_effective_prior():
+    counts = np.array([900.0, 90.0, 10.0])
+    balanced = counts.sum() / (counts.size * counts)
+    bias = prior_bias(counts, class_weight=balanced)
+    np.testing.assert_allclose(bias - bias.mean(), 0, atol=1e-12)  # uniform: "zero" bias
+    weights = np.array([1.0, 2.0, 5.0])
+    expected = np.log(weights * counts / np.sum(weights * counts))
+    np.testing.assert_allclose(prior_bias(counts, class_weight=weights), expected, rtol=1e-12)
+    positives, total = 492, 284_807
+    pos_weight = (total - positives) / positives  # torch's "balanced" pos_weight
+    assert prior_bias([positives], "sigmoid", total=total, class_weight=pos_weight)[0] == \
+        pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: both frameworks
+
+
+def keras_models():
+    import keras
+
+    inner = keras.Sequential([keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, name="logits")], name="body")
+    return {
+        "dense softmax": (keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, "relu"),
+                                            keras.layers.Dense(3, "softmax")]), None),
+        "dense + Activation": (keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                                                 keras.layers.Activation("softmax")]), None),
+        "dense + Softmax + Dropout": (keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(3), keras.layers.Softmax(),
+             keras.layers.Dropout(0.5)]), None),
+        "nested Sequential + Activation": (keras.Sequential(
+            [keras.Input((4,)), inner, keras.layers.Activation("softmax")]), None),
+        "logits": (keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]), "softmax"),
+    }
+
+
+def keras_functional():
+    import keras
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = keras.layers.Softmax()(keras.layers.Dense(3, name="head")(hidden))
+    return keras.Model(inputs, outputs)
+
+
+def torch_models():
+    import torch.nn as nn
+
+    class HeadFirst(nn.Module):  # registration order differs from call order
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(8, 3)
+            self.body = nn.Linear(4, 8)
+
+        def forward(self, x):
+            return self.head(self.body(x).relu())
+
+    return {
+        "logits": (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), "softmax", None),
+        "Linear + Softmax": (nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)), None, None),
+        "Linear + LogSoftmax": (nn.Sequential(nn.Linear(4, 3), nn.LogSoftmax(dim=1)), None, None),
+        "nested Sequential + Dropout + Softmax": (nn.Sequential(
+            nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 3))),
+            nn.Dropout(0.5), nn.Softmax(dim=1)), None, None),
+        "custom module, layer named": (HeadFirst(), "softmax", "head"),
+    }
+
+
+def model_output(model, x):
+    from utils.frameworks import framework_of
+
+    if framework_of(model) == "keras":
+        return np.asarray(model(x, training=False), dtype=np.float64)
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy().astype(np.float64)
+
+
+@pytest.mark.parametrize("name", list(keras_models()))
+def test_set_prior_bias_keras(name):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model, activation = keras_models()[name]
+    bias = set_prior_bias(model, [6, 3, 1], activation, kernel_scale=0.0)
+    np.testing.assert_allclose(bias, np.log([0.6, 0.3, 0.1]), rtol=1e-12)
+    last_bias = [p for p in parameters(model) if p.name == "bias"][-1]
+    np.testing.assert_allclose(last_bias.numpy(), bias, rtol=1e-6)
+    outputs = model_output(model, np.random.default_rng(0).normal(size=(5, 4)).astype("float32"))
+    probabilities = softmax(outputs, axis=1) if activation else outputs
+    np.testing.assert_allclose(probabilities, np.tile([0.6, 0.3, 0.1], (5, 1)), rtol=1e-6)
+
+
+def test_set_prior_bias_keras_functional():
+    model = keras_functional()
+    set_prior_bias(model, [1, 1, 2])
+    np.testing.assert_allclose(model.get_layer("head").bias.numpy(), np.log([0.25, 0.25, 0.5]),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(torch_models()))
+def test_set_prior_bias_torch(name):
+    import torch
+
+    torch.manual_seed(0)
+    model, activation, layer = torch_models()[name]
+    bias = set_prior_bias(model, [6, 3, 1], activation, layer=layer, kernel_scale=0.0)
+    outputs = model_output(model, np.random.default_rng(0).normal(size=(5, 4)).astype("float32"))
+    if name == "Linear + LogSoftmax":
+        outputs = np.exp(outputs)
+    elif activation:
+        outputs = softmax(outputs, axis=1)
+    np.testing.assert_allclose(outputs, np.tile([0.6, 0.3, 0.1], (5, 1)), rtol=1e-6)
+    np.testing.assert_allclose(bias, np.log([0.6, 0.3, 0.1]), rtol=1e-12)
+
+
+def test_set_prior_bias_sigmoid_both_frameworks():
+    import keras
+    import torch.nn as nn
+
+    keras_model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(16, "relu"),
+                                    keras.layers.Dropout(0.5), keras.layers.Dense(1, "sigmoid")])
+    torch_model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Dropout(0.5),
+                                nn.Linear(16, 1), nn.Sigmoid())
+    torch_logits = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 1))
+    expected = np.log(FRAUD_POSITIVES / (FRAUD_TOTAL - FRAUD_POSITIVES))
+    for model in (keras_model, torch_model, torch_logits):  # one logit is inferred as sigmoid
+        bias = set_prior_bias(model, [FRAUD_POSITIVES], total=FRAUD_TOTAL)
+        assert bias[0] == pytest.approx(expected)
+        assert parameters(model)[-1].numpy()[0] == pytest.approx(expected, rel=FLOAT32_EPS)
+
+
+def test_set_prior_bias_convolution_head():
+    import torch.nn as nn
+
+    head = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Conv2d(8, 2, 1), nn.Sigmoid())
+    bias = set_prior_bias(head, [1, 1], total=100)  # RetinaNet's pi = 0.01 per class
+    np.testing.assert_allclose(bias, -np.log(99))
+    np.testing.assert_allclose(head[2].bias.detach().numpy(), -np.log(99), rtol=1e-6)
+
+
+def test_kernel_scale():
+    import torch.nn as nn
+
+    model = nn.Sequential(nn.Linear(4, 3))
+    before = model[0].weight.detach().numpy().copy()
+    set_prior_bias(model, [1, 1, 1], "softmax", kernel_scale=0.5)
+    np.testing.assert_allclose(model[0].weight.detach().numpy(), 0.5 * before, rtol=1e-6)
+
+
+def classification_batch(n_features=6, seed=0):
+    counts = [300, 120, 60, 20]
+    y = labels_with_counts(counts, seed)
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(len(y), n_features)) + 0.5 * y[:, None]).astype("float32")
+    return x, y, counts
+
+
+def keras_classifier(seed=0, units=4):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, "relu"),
+                             keras.layers.Dense(units), keras.layers.Activation("softmax")])
+
+
+def torch_classifier(seed=0, units=4):
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Sequential(nn.Linear(6, 16), nn.ReLU()), nn.Linear(16, units))
+
+
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_check_initial_loss_measures_the_framework_loss(framework):
+    x, y, counts = classification_batch()
+    if framework == "keras":
+        import keras
+
+        model = keras_classifier()
+        result = check_initial_loss(model, x, y, warn=False)
+        reference = float(keras.losses.SparseCategoricalCrossentropy()(y, model(x)))
+    else:
+        import torch
+        import torch.nn.functional as F
+
+        model = torch_classifier()
+        result = check_initial_loss(model, x, y, "softmax", warn=False)
+        with torch.no_grad():
+            reference = float(F.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y)))
+    # float32 log-softmax of 4 logits per example, averaged: a few float32 ulps of the loss
+    assert result.measured == pytest.approx(reference, abs=16 * FLOAT32_EPS * (1 + reference))
+    bias = parameters(model)[-1].numpy()
+    assert result.predicted == pytest.approx(initial_loss(counts, bias), rel=1e-12)
+    assert result.optimum == pytest.approx(entropy(np.array(counts) / sum(counts)), rel=1e-12)
+    assert result.uniform == pytest.approx(np.log(4))
+    # Taylor in the random part e of the logits: the third-order remainder is bounded by the
+    # third central moment of a variable whose range is each row's logit range
+    logits = np.log(model_output(model, x)) if framework == "keras" else model_output(model, x)
+    spread = np.ptp(logits - bias, axis=1)
+    remainder = result.measured - result.predicted - result.first_order - result.second_order
+    assert abs(remainder) <= np.mean(spread**3) / 6 + 1e-6
+
+
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_check_initial_loss_flags_and_passes(framework):
+    x, y, counts = classification_batch()
+    model = keras_classifier() if framework == "keras" else torch_classifier()
+    activation = None if framework == "keras" else "softmax"
+    with pytest.warns(UserWarning, match="the output bias is not the label prior"):
+        flagged = check_initial_loss(model, x, y, activation)
+    assert not flagged.ok and "set_prior_bias" in flagged.message
+    set_prior_bias(model, counts, activation, kernel_scale=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        passed = check_initial_loss(model, x, y, activation)
+    assert passed.ok and passed.message.startswith("OK")
+    # zero kernel: the model is the constant predictor, its loss is the entropy exactly
+    assert passed.measured == pytest.approx(passed.optimum, abs=16 * FLOAT32_EPS)
+    assert passed.logit_std < 1e-5
+    kernel = [p for p in parameters(model) if p.name in ("kernel", "weight")][-1]
+    from utils.frameworks import assign
+
+    # blown-up logits (a constant kernel would shift every logit alike and change nothing)
+    assign(kernel, np.random.default_rng(0).normal(scale=3.0, size=kernel.shape))
+    with pytest.warns(UserWarning, match="the measured loss"):
+        blown = check_initial_loss(model, x, y, activation)
+    assert blown.measured > 2 * blown.predicted
+    assert "kernel_scale" in str(blown)
+
+
+def test_check_initial_loss_sigmoid_both_frameworks():
+    import keras
+    import torch
+    import torch.nn as nn
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(4000) < 0.02).astype("float32")
+    x = (rng.normal(size=(4000, 5)) + y[:, None]).astype("float32")
+    keras.utils.set_random_seed(0)
+    keras_model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, "relu"),
+                                    keras.layers.Dense(1, "sigmoid")])
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1))
+    for model in (keras_model, torch_model):
+        set_prior_bias(model, [y.sum()], total=len(y), kernel_scale=0.0)
+        result = check_initial_loss(model, x, y, warn=False)
+        assert result.activation == "sigmoid" and result.ok
+        assert result.measured == pytest.approx(binary_entropy(y.mean()), rel=1e-5)
+    reference = float(keras.losses.BinaryCrossentropy()(y[:, None], keras_model(x)))
+    assert check_initial_loss(keras_model, x, y).measured == pytest.approx(reference, rel=1e-5)
+
+
+def test_check_initial_loss_accepts_probability_rows_and_restores_train_mode():
+    import torch.nn as nn
+
+    x, y, counts = classification_batch()
+    model = nn.Sequential(nn.Linear(6, 4), nn.Dropout(0.9))
+    model.train()
+    one_hot = np.eye(4, dtype="float32")[y]
+    first = check_initial_loss(model, x, one_hot, "softmax", warn=False)
+    second = check_initial_loss(model, x, y, "softmax", warn=False)
+    assert first.measured == second.measured  # dropout off during the check: deterministic
+    assert model.training
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: a ValueError naming the argument and what was expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"counts": [3, -1, 2]}, "counts must be non-negative"),
+        ({"counts": [3, np.nan, 2]}, "counts must be finite"),
+        ({"counts": [3, np.inf]}, "counts must be finite"),
+        ({"counts": [0, 0, 0]}, "counts must contain at least one positive count"),
+        ({"counts": []}, "counts must be a non-empty 1-D"),
+        ({"counts": [[1, 2], [3, 4]]}, "counts must be a non-empty 1-D"),
+        ({"counts": ["a", "b"]}, "counts must be a 1-D sequence of numbers"),
+        ({"counts": [5, 0, 3]}, "counts has empty classes at \\[1\\]"),
+        ({"counts": [5]}, "counts must have at least 2 classes"),
+        ({"counts": [5, 3], "total": 8}, "total is only used with activation='sigmoid'"),
+        ({"counts": [5, 3], "activation": "relu"}, "activation must be one of"),
+        ({"counts": [5, 3], "activation": "Softmax"}, "activation must be one of"),
+        ({"counts": [5, 3], "smoothing": -1}, "smoothing must be a finite non-negative"),
+        ({"counts": [5, 3], "class_weight": [1, 0]}, "class_weight must be positive"),
+        ({"counts": [5, 3], "class_weight": [1, 2, 3]}, "class_weight must have one weight"),
+        ({"counts": [5], "activation": "sigmoid"}, "total must be given"),
+        ({"counts": [900, 100], "activation": "sigmoid"}, "pass counts=\\[100\\], total=1000"),
+        ({"counts": [5], "activation": "sigmoid", "total": 4}, "counts must not exceed total"),
+        ({"counts": [5], "activation": "sigmoid", "total": 0}, "total must be positive"),
+        ({"counts": [5, 3], "activation": "sigmoid", "total": [9, 9, 9]},
+         "total must be a number or one number per output"),
+        ({"counts": [0, 3], "activation": "sigmoid", "total": 9}, "counts gives outputs \\[0\\]"),
+        ({"counts": [9, 3], "activation": "sigmoid", "total": 9}, "counts gives outputs \\[0\\]"),
+    ],
+)
+def test_prior_bias_rejects(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        prior_bias(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        (([1, 2, 3], [0.0, 1.0]), {}, "bias must have one entry per entry of counts \\(3\\), got 2"),
+        (([1, 2], [0.0, np.nan]), {}, "bias must be finite"),
+        (([1, -2],), {}, "counts must be non-negative"),
+        (([0, 0],), {}, "counts must contain at least one positive"),
+        (([1, 2],), {"activation": "tanh"}, "activation must be one of"),
+        (([1],), {"activation": "sigmoid"}, "total must be given"),
+    ],
+)
+def test_initial_loss_rejects(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        initial_loss(*args, **kwargs)
+
+
+def test_model_functions_reject_bad_models_and_arguments():
+    import keras
+    import torch.nn as nn
+
+    with pytest.raises(ValueError, match="model must be a Keras 3 layer/model or a torch"):
+        set_prior_bias(np.zeros(3), [1, 2])
+    unbuilt = keras.Sequential([keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="has not been built"):
+        set_prior_bias(unbuilt, [1, 2])
+    with pytest.raises(ValueError, match="model must contain a Dense/Linear or convolution"):
+        set_prior_bias(nn.Sequential(nn.ReLU(), nn.Softmax(dim=1)), [1, 2])
+    no_bias_keras = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, use_bias=False,
+                                                                            activation="softmax")])
+    no_bias_torch = nn.Sequential(nn.Linear(3, 2, bias=False), nn.Softmax(dim=1))
+    for model in (no_bias_keras, no_bias_torch):
+        with pytest.raises(ValueError, match="model's output layer .* has no bias"):
+            set_prior_bias(model, [1, 2])
+    softmax3 = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match="counts must have one entry per output .* \\(3\\), got 2"):
+        set_prior_bias(softmax3, [1, 2])
+    sigmoid1 = nn.Sequential(nn.Linear(3, 1), nn.Sigmoid())
+    with pytest.raises(ValueError, match="pass counts=\\[positives\\] and total"):
+        set_prior_bias(sigmoid1, [90, 10], total=100)
+    with pytest.raises(ValueError, match="activation could not be inferred"):
+        set_prior_bias(nn.Linear(3, 3), [1, 2, 3])
+    with pytest.raises(ValueError, match="activation='softmax' contradicts model"):
+        set_prior_bias(sigmoid1, [10], "softmax")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        set_prior_bias(nn.Linear(3, 3), [1, 2, 3], "softmax_")
+    with pytest.raises(ValueError, match="layer must name one of the model's layers"):
+        set_prior_bias(softmax3, [1, 2, 3], layer="nope")
+    with pytest.raises(ValueError, match="layer must name a dense or convolution layer"):
+        set_prior_bias(sigmoid1, [10], total=100, layer="1")
+    with pytest.raises(ValueError, match="kernel_scale must be a finite non-negative"):
+        set_prior_bias(softmax3, [1, 2, 3], kernel_scale=-1.0)
+    with pytest.raises(ValueError, match="counts has empty classes"):
+        set_prior_bias(softmax3, [1, 0, 3])
+
+
+def test_check_initial_loss_rejects():
+    import keras
+    import torch.nn as nn
+
+    x, y, counts = classification_batch()
+    model = torch_classifier()
+    bad_rows = np.full((len(y), 4), 0.3, dtype="float32")
+    with pytest.raises(ValueError, match="y's rows must be probabilities that sum to one"):
+        check_initial_loss(model, x, bad_rows, "softmax")
+    with pytest.raises(ValueError, match="y must hold integer class labels in \\[0, 4\\)"):
+        check_initial_loss(model, x, y + 1, "softmax")
+    with pytest.raises(ValueError, match="y must hold integer class labels"):
+        check_initial_loss(model, x, y + 0.5, "softmax")
+    with pytest.raises(ValueError, match="y must have shape"):
+        check_initial_loss(model, x, np.zeros((len(y), 3)), "softmax")
+    with pytest.raises(ValueError, match="x and y must have the same length"):
+        check_initial_loss(model, x[:-1], y, "softmax")
+    with pytest.raises(ValueError, match="outputs must be 'logits'"):
+        check_initial_loss(model, x, y, "softmax", outputs="scores")
+    with pytest.raises(ValueError, match="rtol must be a positive number"):
+        check_initial_loss(model, x, y, "softmax", rtol=0)
+    with pytest.raises(ValueError, match="activation could not be inferred"):
+        check_initial_loss(model, x, y)
+    normalised = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4),
+                                   keras.layers.LayerNormalization()])
+    with pytest.raises(ValueError, match="outputs could not be inferred"):
+        check_initial_loss(normalised, x, y, "softmax")
+    twice = nn.Sequential(nn.Linear(6, 4), nn.Softmax(dim=1), nn.Softmax(dim=1))
+    with pytest.raises(ValueError, match="outputs could not be inferred"):
+        check_initial_loss(twice, x, y, "softmax")
+    sigmoid = nn.Sequential(nn.Linear(6, 1), nn.Sigmoid())
+    with pytest.raises(ValueError, match="y must hold targets in \\[0, 1\\]"):
+        check_initial_loss(sigmoid, x, y.astype(float))
+
+
+def test_probability_outputs_give_the_same_check_as_logits():
+    import keras
+
+    x, y, counts = classification_batch()
+    keras.utils.set_random_seed(0)
+    logits_model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, "relu"),
+                                     keras.layers.Dense(4)])
+    probability_model = keras.Sequential([logits_model, keras.layers.Softmax()])
+    from_logits = check_initial_loss(logits_model, x, y, "softmax", warn=False)
+    from_probabilities = check_initial_loss(probability_model, x, y, warn=False)
+    for field in ("measured", "predicted", "first_order", "second_order", "logit_std"):
+        assert getattr(from_probabilities, field) == pytest.approx(
+            getattr(from_logits, field), rel=1e-4, abs=1e-6), field

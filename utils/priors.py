@@ -1,0 +1,802 @@
+"""Prior-logit biases: start a classifier at the label distribution (Chapter 4).
+
+An untrained network with small last-layer weights outputs nearly the same logits for every
+input, so the final layer's bias alone decides its first predictions. Chapter 4 proves that the
+bias minimising the initial cross-entropy is the log of the class frequencies (softmax) or the
+logit of each positive rate (sigmoid), and that the loss it reaches, the entropy of the labels,
+is the floor for any predictor that ignores its input.
+
+The NumPy functions :func:`prior_bias` and :func:`initial_loss` import no framework. The model
+functions :func:`set_prior_bias` and :func:`check_initial_loss` work on any Keras 3 or torch
+model through :mod:`utils.frameworks`, importing the framework only through the model they get.
+
+Conventions
+-----------
+``activation="softmax"``
+    ``counts[k]`` is the number of examples of class ``k`` (any non-negative numbers; only
+    their ratios matter). The bias returned is ``log p`` with ``p = counts / counts.sum()``, so
+    ``logsumexp(bias) = 0`` and ``exp(bias)`` *is* the predicted distribution. Softmax ignores a
+    constant shift, so ``log p + c`` predicts the same for every ``c``.
+``activation="sigmoid"``
+    One sigmoid per output unit (binary or multi-label). ``counts[k]`` is the number of
+    examples that are *positive for output k* and ``total`` (required) is the number of
+    examples, so the positive rate is ``counts[k] / total``. A binary problem with ``neg``
+    negatives and ``pos`` positives is ``counts=[pos], total=neg + pos``. The loss is averaged
+    over the outputs, as ``keras.losses.BinaryCrossentropy`` and ``torch.nn.BCEWithLogitsLoss``
+    do by default.
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from utils.frameworks import ParamInfo, leaf_layers, parameters, require_built
+
+__all__ = [
+    "ACTIVATIONS",
+    "InitialLossCheck",
+    "prior_bias",
+    "initial_loss",
+    "set_prior_bias",
+    "check_initial_loss",
+]
+
+Activation = Literal["softmax", "sigmoid"]
+ACTIVATIONS: tuple[Activation, ...] = ("softmax", "sigmoid")
+
+# Layer classes whose bias is "the output bias": dense and convolution layers (a detection head
+# such as RetinaNet's is a convolution with one output channel per class and anchor).
+_KERAS_AFFINE = {"Dense", "BaseConv", "BaseConvTranspose", "BaseDepthwiseConv", "BaseSeparableConv"}
+_TORCH_AFFINE = {"Linear", "_ConvNd"}
+# Layers that may follow the output layer without changing what its outputs mean at inference.
+_PASS_THROUGH = {
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "AlphaDropout", "FeatureAlphaDropout", "GaussianDropout",
+    "GaussianNoise", "ActivityRegularization", "Identity", "Flatten", "Unflatten", "Reshape",
+}
+_ACTIVATION_NAMES = {"linear": None, "softmax": "softmax", "sigmoid": "sigmoid",
+                     "log_softmax": "log_softmax"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation helpers (each names the caller's argument)
+
+
+def _as_vector(values: Any, argument: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{argument} must be a 1-D sequence of numbers, got {values!r}") from None
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(
+            f"{argument} must be a non-empty 1-D sequence of numbers, got shape {array.shape}"
+        )
+    if not np.all(np.isfinite(array)):
+        bad = np.flatnonzero(~np.isfinite(array)).tolist()
+        raise ValueError(f"{argument} must be finite, got non-finite entries at {bad}: {array[bad]}")
+    return array
+
+
+def _as_counts(counts: Any, argument: str = "counts") -> np.ndarray:
+    array = _as_vector(counts, argument)
+    if np.any(array < 0):
+        bad = np.flatnonzero(array < 0).tolist()
+        raise ValueError(f"{argument} must be non-negative, got negative entries at {bad}: {array[bad]}")
+    if not np.any(array > 0):
+        raise ValueError(f"{argument} must contain at least one positive count, got all zeros")
+    return array
+
+
+def _check_activation(activation: Any, argument: str = "activation") -> Activation:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{argument} must be one of {ACTIVATIONS}, got {activation!r}")
+    return activation
+
+
+def _check_nonnegative(value: Any, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{argument} must be a non-negative number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{argument} must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+def _positive_rates(counts: np.ndarray, total: Any, smoothing: float) -> np.ndarray:
+    """Per-output positive rates for the sigmoid convention, after additive smoothing."""
+    if total is None:
+        hint = ""
+        if counts.size == 2:
+            hint = (f" For a binary problem with {counts[0]:g} negatives and {counts[1]:g} "
+                    f"positives pass counts=[{counts[1]:g}], total={counts.sum():g}.")
+        raise ValueError(
+            "total must be given with activation='sigmoid': counts are the positives of each "
+            "output and total is the number of examples." + hint
+        )
+    if np.ndim(total) > 1 or np.size(total) not in (1, counts.size):
+        raise ValueError(
+            f"total must be a number or one number per output ({counts.size}), got {total!r}"
+        )
+    totals = np.broadcast_to(_as_vector(np.atleast_1d(total), "total"), counts.shape)
+    if np.any(totals <= 0):
+        raise ValueError(f"total must be positive, got {total!r}")
+    if np.any(counts > totals):
+        bad = np.flatnonzero(counts > totals).tolist()
+        raise ValueError(
+            f"counts must not exceed total (positives out of all examples), got counts "
+            f"{counts[bad]} at {bad} with total {total!r}"
+        )
+    return (counts + smoothing) / (totals + 2 * smoothing)
+
+
+def _logsumexp(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    top = np.max(z, axis=axis, keepdims=True)
+    return np.squeeze(top, axis) + np.log(np.sum(np.exp(z - top), axis=axis))
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-_softplus(-z))
+
+
+# ----------------------------------------------------------------------------------------------
+# NumPy functions
+
+
+def prior_bias(
+    counts: Any,
+    activation: str = "softmax",
+    *,
+    total: Any = None,
+    smoothing: float = 0.0,
+    class_weight: Any = None,
+) -> np.ndarray:
+    """The output bias that makes a model with zero last-layer weights predict the label prior.
+
+    Chapter 4 ("The prior bias, proved") shows this bias minimises the initial cross-entropy.
+
+    Parameters
+    ----------
+    counts
+        ``"softmax"``: examples per class (length K >= 2). ``"sigmoid"``: positive examples per
+        output unit (length K >= 1), out of ``total``. See the module docstring.
+    activation
+        ``"softmax"`` (one label per example, K mutually exclusive classes) or ``"sigmoid"``
+        (an independent sigmoid per output: binary or multi-label).
+    total
+        Sigmoid only, and required there: the number of examples (a number, or one per output
+        when labels are missing for some outputs).
+    smoothing
+        Additive (Laplace) smoothing ``alpha >= 0``: softmax uses ``(n_k + alpha) / (N + K alpha)``,
+        sigmoid ``(n_k + alpha) / (total + 2 alpha)``. Needed when a class is empty (softmax) or
+        an output is never or always positive (sigmoid), whose exact prior bias is infinite.
+    class_weight
+        Optional positive weights that the training loss applies, which change the *effective*
+        prior. Softmax: one weight per class (as ``class_weight`` in Keras ``fit`` or ``weight``
+        in ``torch.nn.CrossEntropyLoss``); the bias becomes ``log(w_k n_k / sum_j w_j n_j)``.
+        Sigmoid: the weight of a positive relative to a negative, per output (torch's
+        ``pos_weight``; Keras' binary ``class_weight={0: w0, 1: w1}`` is ``w1 / w0``); the bias
+        becomes ``log(w pi / (1 - pi))``. With "balanced" weights the bias is 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 bias of length K. Softmax: ``log p`` (so ``logsumexp = 0``); sigmoid:
+        ``log(pi / (1 - pi))``.
+
+    Raises
+    ------
+    ValueError
+        For negative, non-finite or all-zero counts; an empty softmax class (or a sigmoid output
+        that is never or always positive) without smoothing; a softmax with fewer than two
+        classes; a missing or inconsistent ``total``; ``total`` given for softmax; a negative
+        ``smoothing``; non-positive class weights or a wrong number of them; an unknown
+        ``activation``.
+
+    Examples
+    --------
+    >>> prior_bias([492], "sigmoid", total=284_807).round(4)
+    array([-6.3594])
+    >>> np.exp(prior_bias([10, 5, 5, 100, 100])).round(4)
+    array([0.0455, 0.0227, 0.0227, 0.4545, 0.4545])
+    """
+    activation = _check_activation(activation)
+    counts = _as_counts(counts)
+    smoothing = _check_nonnegative(smoothing, "smoothing")
+    weights = None
+    if class_weight is not None:
+        weights = _as_vector(np.broadcast_to(np.asarray(class_weight, dtype=float), counts.shape)
+                             if np.size(class_weight) == 1 else class_weight, "class_weight")
+        if weights.shape != counts.shape:
+            raise ValueError(
+                f"class_weight must have one weight per entry of counts ({counts.size}), "
+                f"got {weights.size}"
+            )
+        if np.any(weights <= 0):
+            raise ValueError(f"class_weight must be positive, got {weights}")
+
+    if activation == "softmax":
+        if total is not None:
+            raise ValueError(
+                "total is only used with activation='sigmoid'; softmax counts are examples per "
+                "class and are normalised by their sum"
+            )
+        if counts.size < 2:
+            raise ValueError(
+                "counts must have at least 2 classes for activation='softmax' (a softmax over one "
+                "output always predicts 1); for one binary output use activation='sigmoid'"
+            )
+        smoothed = counts + smoothing
+        if np.any(smoothed == 0):
+            empty = np.flatnonzero(smoothed == 0).tolist()
+            raise ValueError(
+                f"counts has empty classes at {empty}, whose prior bias log(0) is -inf; pass "
+                "smoothing > 0 (e.g. smoothing=1) or remove the classes from the output"
+            )
+        if weights is not None:
+            smoothed = smoothed * weights
+        return np.log(smoothed) - np.log(smoothed.sum())
+
+    rates = _positive_rates(counts, total, smoothing)
+    if np.any((rates <= 0) | (rates >= 1)):
+        bad = np.flatnonzero((rates <= 0) | (rates >= 1)).tolist()
+        raise ValueError(
+            f"counts gives outputs {bad} a positive rate of {rates[bad]} (never or always "
+            "positive), whose prior bias is infinite; pass smoothing > 0 (e.g. smoothing=1)"
+        )
+    bias = np.log(rates) - np.log1p(-rates)
+    if weights is not None:
+        bias = bias + np.log(weights)
+    return bias
+
+
+def initial_loss(
+    counts: Any,
+    bias: Any = None,
+    activation: str = "softmax",
+    *,
+    total: Any = None,
+) -> float:
+    """Expected cross-entropy of the constant predictor with logits ``bias`` (Chapter 4).
+
+    This is the loss a model whose last-layer weights are zero has on data with the class
+    distribution ``counts``: ``logsumexp(b) - p . b`` for softmax, and the binary cross-entropy
+    averaged over the outputs for sigmoid. With ``bias=None`` (zeros) it is ``log K`` for softmax
+    and ``log 2`` for sigmoid; with :func:`prior_bias` it is the entropy of the labels, the
+    smallest value any bias (indeed any predictor that ignores its input) can reach.
+
+    Parameters
+    ----------
+    counts, activation, total
+        As in :func:`prior_bias`. Empty classes are allowed here (they contribute nothing).
+    bias
+        The output logits' bias, length K; ``None`` means zeros.
+
+    Returns
+    -------
+    float
+        The expected loss in nats.
+
+    Raises
+    ------
+    ValueError
+        For bad counts (negative, non-finite, all zero), a bias that is not finite or whose
+        length differs from ``counts``, a missing or inconsistent ``total``, ``total`` given for
+        softmax, or an unknown ``activation``.
+
+    Examples
+    --------
+    >>> round(initial_loss([10, 5, 5, 100, 100]), 4)  # log 5
+    1.6094
+    >>> round(initial_loss([10, 5, 5, 100, 100], prior_bias([10, 5, 5, 100, 100])), 4)
+    1.0293
+    """
+    activation = _check_activation(activation)
+    counts = _as_counts(counts)
+    bias = np.zeros_like(counts) if bias is None else _as_vector(bias, "bias")
+    if bias.shape != counts.shape:
+        raise ValueError(
+            f"bias must have one entry per entry of counts ({counts.size}), got {bias.size}"
+        )
+    if activation == "softmax":
+        if total is not None:
+            raise ValueError("total is only used with activation='sigmoid'")
+        if counts.size < 2:
+            raise ValueError("counts must have at least 2 classes for activation='softmax'")
+        p = counts / counts.sum()
+        return float(_logsumexp(bias) - p @ bias)
+    rates = _positive_rates(counts, total, 0.0)
+    return float(np.mean(rates * _softplus(-bias) + (1 - rates) * _softplus(bias)))
+
+
+def _entropy(counts: np.ndarray, activation: Activation, total: Any) -> float:
+    """The loss floor: entropy of the labels (mean binary entropy for sigmoid), 0 log 0 = 0."""
+    if activation == "softmax":
+        p = counts / counts.sum()
+        p = p[p > 0]
+        return float(-(p @ np.log(p)))
+    rates = _positive_rates(counts, total, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = -(rates * np.log(rates) + (1 - rates) * np.log1p(-rates))
+    return float(np.mean(np.nan_to_num(terms, nan=0.0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding a model's output layer
+
+
+@dataclass(frozen=True)
+class _Head:
+    framework: str
+    name: str
+    layer: Any
+    kernel: ParamInfo | None
+    bias: ParamInfo | None
+    units: int
+    applied: tuple[str, ...]  # activations applied after the affine map, in order
+    unknown_after: str | None  # first layer after the head whose effect we cannot tell
+
+
+def _class_names(obj: Any) -> set[str]:
+    return {cls.__name__ for cls in type(obj).__mro__}
+
+
+def _is_affine(framework: str, layer: Any) -> bool:
+    return bool(_class_names(layer) & (_KERAS_AFFINE if framework == "keras" else _TORCH_AFFINE))
+
+
+def _keras_activation_name(function: Any) -> str | None | Literal[False]:
+    """``None`` for identity, a name for softmax/sigmoid/log_softmax, ``False`` for others."""
+    name = getattr(function, "__name__", None)
+    return _ACTIVATION_NAMES.get(name, False) if name is not None else False
+
+
+def _find_head(model: Any, layer: str | None) -> _Head:
+    framework = require_built(model)
+    leaves = leaf_layers(model)
+    if layer is not None:
+        names = [name for name, _ in leaves]
+        if layer not in names:
+            raise ValueError(f"layer must name one of the model's layers {names}, got {layer!r}")
+        index = names.index(layer)
+        if not _is_affine(framework, leaves[index][1]):
+            raise ValueError(
+                f"layer must name a dense or convolution layer, got {layer!r} "
+                f"({type(leaves[index][1]).__name__})"
+            )
+    else:
+        affine = [i for i, (_, obj) in enumerate(leaves) if _is_affine(framework, obj)]
+        if not affine:
+            raise ValueError(
+                "model must contain a Dense/Linear or convolution output layer, found only "
+                f"{[type(obj).__name__ for _, obj in leaves]}"
+            )
+        index = affine[-1]
+    name, head = leaves[index]
+
+    owned = [p for p in parameters(model) if p.layer_object is head]
+    kernel = next((p for p in owned if p.name in ("kernel", "weight")), None)
+    bias = next((p for p in owned if p.name == "bias"), None)
+    if bias is not None:
+        units = bias.shape[0]
+    elif kernel is not None:
+        units = kernel.shape[-1] if framework == "keras" else kernel.shape[0]
+    else:
+        raise ValueError(f"model's output layer {name!r} has no parameters")
+
+    applied: list[str] = []
+    unknown_after = None
+    if framework == "keras":
+        own = _keras_activation_name(getattr(head, "activation", None))
+        if own is False:
+            unknown_after = f"activation {getattr(head.activation, '__name__', head.activation)!r}"
+        elif own is not None:
+            applied.append(own)
+    for later_name, later in leaves[index + 1:] if unknown_after is None else []:
+        kind = type(later).__name__
+        if kind in _PASS_THROUGH:
+            continue
+        if framework == "keras" and kind == "Activation":
+            found = _keras_activation_name(later.activation)
+            if found is False:
+                unknown_after = f"{later_name!r} ({kind})"
+                break
+            if found is not None:
+                applied.append(found)
+        elif kind == "Softmax":
+            applied.append("softmax")
+        elif kind == "LogSoftmax":
+            applied.append("log_softmax")
+        elif kind == "Sigmoid":
+            applied.append("sigmoid")
+        else:
+            unknown_after = f"{later_name!r} ({kind})"
+            break
+    return _Head(framework, name, head, kernel, bias, int(units), tuple(applied), unknown_after)
+
+
+def _inferred_activation(head: _Head) -> Activation | None:
+    if head.unknown_after is not None or len(head.applied) > 1:
+        return None
+    if head.applied in (("softmax",), ("log_softmax",)):
+        return "softmax"
+    if head.applied == ("sigmoid",):
+        return "sigmoid"
+    return "sigmoid" if head.units == 1 else None  # one logit can only be a sigmoid output
+
+
+def _resolve_activation(head: _Head, activation: str | None) -> Activation:
+    inferred = _inferred_activation(head)
+    if activation is None:
+        if inferred is None:
+            after = " then ".join(head.applied) or "nothing"
+            if head.unknown_after:
+                after = f"{after}, then {head.unknown_after}"
+            raise ValueError(
+                f"activation could not be inferred from model: its output layer {head.name!r} "
+                f"({head.units} units) is followed by {after}; pass activation='softmax' "
+                "(one class per example) or 'sigmoid' (independent outputs)"
+            )
+        return inferred
+    activation = _check_activation(activation)
+    if inferred is not None and head.applied and inferred != activation:
+        raise ValueError(
+            f"activation={activation!r} contradicts model, whose output layer {head.name!r} is "
+            f"followed by {head.applied[0]}"
+        )
+    return activation
+
+
+# ----------------------------------------------------------------------------------------------
+# Model functions
+
+
+def set_prior_bias(
+    model: Any,
+    counts: Any,
+    activation: str | None = None,
+    *,
+    total: Any = None,
+    smoothing: float = 0.0,
+    class_weight: Any = None,
+    layer: str | None = None,
+    kernel_scale: float = 1.0,
+) -> np.ndarray:
+    """Set a model's output bias to :func:`prior_bias` in place (Chapter 4).
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or a ``torch.nn.Module``. The output layer is the last dense or
+        convolution layer in the model's layer order (for ``Sequential`` models, the last one
+        applied, even when an ``Activation``, ``Softmax``, ``Sigmoid`` or ``Dropout`` layer
+        follows it or it sits inside a nested ``Sequential``); pass ``layer`` to choose another.
+    counts, total, smoothing, class_weight
+        As in :func:`prior_bias`.
+    activation
+        ``"softmax"`` or ``"sigmoid"``; ``None`` infers it from the model: the output layer's
+        own Keras activation, or a softmax/sigmoid layer after it, or ``"sigmoid"`` for a single
+        logit. A model that outputs several logits (the usual torch style) needs it stated.
+    layer
+        The output layer's name as listed by :func:`utils.frameworks.leaf_layers`.
+    kernel_scale
+        Multiply the output layer's kernel by this (``0`` zeroes it), which shrinks the
+        input-dependent part of the initial logits; Chapter 4 measures what that buys.
+
+    Returns
+    -------
+    numpy.ndarray
+        The bias that was set (float64; the layer stores it in its own dtype).
+
+    Raises
+    ------
+    ValueError
+        For everything :func:`prior_bias` rejects; a model that is not a built Keras/torch
+        model or has no dense/convolution layer; an output layer without a bias; counts whose
+        length differs from the layer's number of outputs; an activation that cannot be inferred
+        or contradicts the model; an unknown ``layer``; a negative or non-finite
+        ``kernel_scale``.
+    """
+    from utils.frameworks import assign
+
+    head = _find_head(model, layer)
+    if head.bias is None:
+        raise ValueError(
+            f"model's output layer {head.name!r} ({type(head.layer).__name__}) has no bias to "
+            "set; rebuild it with a bias (Keras use_bias=True, torch bias=True)"
+        )
+    activation = _resolve_activation(head, activation)
+    kernel_scale = _check_nonnegative(kernel_scale, "kernel_scale")
+    bias = prior_bias(counts, activation, total=total, smoothing=smoothing,
+                      class_weight=class_weight)
+    if bias.size != head.units:
+        hint = ""
+        if activation == "sigmoid" and head.units == 1 and bias.size == 2:
+            hint = " (for one sigmoid output pass counts=[positives] and total=n_examples)"
+        raise ValueError(
+            f"counts must have one entry per output of layer {head.name!r} ({head.units}), got "
+            f"{bias.size}{hint}"
+        )
+    assign(head.bias, bias)
+    if kernel_scale != 1.0 and head.kernel is not None:
+        scaled = head.kernel.numpy() * kernel_scale if kernel_scale else np.zeros(head.kernel.shape)
+        assign(head.kernel, scaled)  # (zeros, not 0 * w, which leaves -0.0 entries)
+    return bias
+
+
+@dataclass(frozen=True)
+class InitialLossCheck:
+    """What :func:`check_initial_loss` measured and predicted, in nats per example.
+
+    ``measured ~ predicted + first_order + second_order``: a Taylor expansion of the loss in the
+    input-dependent part of the logits ``e = z - bias`` (Chapter 4, "the random part of the
+    logits"). ``first_order`` is ``mean (q - y) . e`` (zero on average over initialisations;
+    zero for the prior bias when ``e`` does not depend on the label), ``second_order`` is
+    ``mean e^T H e / 2`` with ``H`` the loss's curvature at the bias (always >= 0).
+    ``logit_std`` is the standard deviation of the logits across the examples, averaged over
+    the outputs (for softmax after removing each example's mean logit, which it ignores).
+    """
+
+    activation: str
+    layer: str
+    examples: int
+    measured: float
+    predicted: float
+    optimum: float
+    uniform: float
+    first_order: float
+    second_order: float
+    logit_std: float
+    rtol: float
+    ok: bool
+    message: str
+
+    def __str__(self) -> str:
+        message = textwrap.fill(self.message, width=88, initial_indent="  ",
+                                subsequent_indent="    ")
+        return (
+            f"initial loss ({self.activation}, output layer {self.layer!r}, "
+            f"{self.examples} examples)\n"
+            f"  measured {self.measured:.4g} | bias predicts {self.predicted:.4g} | "
+            f"prior bias would give {self.optimum:.4g} | zero bias {self.uniform:.4g}\n"
+            f"  random part of the logits: std {self.logit_std:.3g}, adds "
+            f"{self.first_order:+.3g} (1st order) {self.second_order:+.3g} (2nd order)\n"
+            f"{message}"
+        )
+
+
+def _targets(y: Any, activation: Activation, units: int) -> np.ndarray:
+    """Labels as an (n, units) float64 matrix of probabilities (softmax) or rates (sigmoid)."""
+    try:
+        array = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"y must be numeric labels, got {type(y).__name__}") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError("y must be finite")
+    if activation == "softmax":
+        if array.ndim == 2 and array.shape[1] == 1 and units > 1:
+            array = array[:, 0]
+        if array.ndim == 1:
+            if np.any(array != np.round(array)) or np.any(array < 0) or np.any(array >= units):
+                raise ValueError(
+                    f"y must hold integer class labels in [0, {units}) or one row of class "
+                    f"probabilities per example, got values in [{array.min():g}, {array.max():g}]"
+                )
+            return np.eye(units)[array.astype(np.int64)]
+        if array.ndim != 2 or array.shape[1] != units:
+            raise ValueError(
+                f"y must have shape (n,) of labels or (n, {units}) of probabilities, "
+                f"got {array.shape}"
+            )
+        if np.any(array < 0) or np.any(array > 1):
+            raise ValueError("y must hold probabilities in [0, 1] when it is (n, K)")
+        sums = array.sum(axis=1)
+        # float32 one-hot or smoothed labels sum to 1 within a few float32 roundings
+        bad = np.flatnonzero(np.abs(sums - 1) > 1e-5 * units)
+        if bad.size:
+            raise ValueError(
+                f"y's rows must be probabilities that sum to one, got sums {sums[bad[:3]]} at "
+                f"rows {bad[:3].tolist()}"
+            )
+        return array
+    if array.ndim == 1 and units == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[1] != units:
+        raise ValueError(f"y must have shape (n, {units}) of 0/1 targets, got {array.shape}")
+    if np.any(array < 0) or np.any(array > 1):
+        raise ValueError("y must hold targets in [0, 1] for activation='sigmoid'")
+    return array
+
+
+def _forward(head: _Head, model: Any, x: Any) -> np.ndarray:
+    """The model's outputs on x in inference mode (dropout off), as float64 NumPy."""
+    inputs = np.asarray(x)
+    param = head.bias if head.bias is not None else head.kernel
+    try:
+        dtype = np.dtype(str(param.handle.dtype).removeprefix("torch."))
+    except TypeError:  # e.g. bfloat16, which NumPy does not know: let the framework cast
+        dtype = None
+    if dtype is not None and np.issubdtype(inputs.dtype, np.floating):
+        inputs = inputs.astype(dtype, copy=False)  # float64 data into a float32 model
+    if head.framework == "keras":
+        return np.asarray(model(inputs, training=False), dtype=np.float64)
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(torch.as_tensor(inputs))
+    finally:
+        model.train(was_training)
+    return outputs.detach().cpu().numpy().astype(np.float64)
+
+
+def _to_logits(outputs: np.ndarray, kind: str, activation: Activation) -> np.ndarray:
+    if kind == "logits" or kind == "log_probabilities":
+        return outputs
+    tiny = np.finfo(np.float32).tiny  # outputs were float32 probabilities
+    if activation == "softmax":
+        return np.log(np.clip(outputs, tiny, None))
+    clipped = np.clip(outputs, tiny, 1 - np.finfo(np.float32).epsneg)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def check_initial_loss(
+    model: Any,
+    x: Any,
+    y: Any,
+    activation: str | None = None,
+    *,
+    layer: str | None = None,
+    outputs: str | None = None,
+    rtol: float = 0.25,
+    warn: bool = True,
+) -> InitialLossCheck:
+    """Compare a model's loss on a batch with the loss its output bias predicts (Chapter 4).
+
+    Karpathy's "verify loss at init" as a tool. A freshly initialised classifier should have
+    the loss of the constant predictor given by its output bias (:func:`initial_loss`): ``log K``
+    with a zero bias, the label entropy with :func:`prior_bias`. Two things are checked:
+
+    1. ``measured`` is within ``rtol`` (relative) of ``predicted``. More means the
+       input-dependent part of the logits is too large (scale down the output kernel), the
+       model's outputs are not what the loss assumes (e.g. a softmax applied twice), or the
+       labels do not match the outputs.
+    2. ``predicted`` is within ``rtol`` of ``optimum``, the entropy of the batch's labels. More
+       means the bias is not the prior bias: :func:`set_prior_bias` would lower the initial loss.
+
+    The default ``rtol = 0.25``: at the frameworks' default initialisations the random part of
+    the logits moves the loss by up to about 10-20 % (Chapter 4 measures it, seed by seed), so
+    a quarter leaves room for that while still flagging a forgotten prior bias on strongly
+    imbalanced data, blown-up logits, or outputs that are not what the loss assumes (e.g. a
+    softmax applied twice). Pass the first batch you will train on (a few hundred examples or
+    more: the counts of its labels define the prior being checked).
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or ``torch.nn.Module`` with one 2-D output ``(n, K)``.
+    x
+        A batch of inputs (NumPy or anything the model accepts as an array).
+    y
+        Its labels. Softmax: integer class labels ``(n,)`` or probability rows ``(n, K)``.
+        Sigmoid: 0/1 targets ``(n, K)`` (or ``(n,)`` for one output).
+    activation, layer
+        As in :func:`set_prior_bias`.
+    outputs
+        What the model returns: ``"logits"``, ``"probabilities"`` or ``"log_probabilities"``.
+        ``None`` infers it from the layers after the output layer.
+    rtol
+        Relative tolerance of both checks, ``> 0``.
+    warn
+        Issue a ``UserWarning`` with the message when a check fails.
+
+    Returns
+    -------
+    InitialLossCheck
+        All the numbers, ``ok``, and a readable ``message``; ``print`` it for a summary.
+
+    Raises
+    ------
+    ValueError
+        For a model that is not a built Keras/torch model or has no dense/convolution output
+        layer; an activation that cannot be inferred or is unknown; outputs of another shape
+        than ``(n, K)``; ``x`` and ``y`` of different lengths; labels out of range; probability
+        rows that do not sum to one; an unknown ``outputs``; a non-positive ``rtol``.
+    """
+    head = _find_head(model, layer)
+    activation = _resolve_activation(head, activation)
+    if outputs is None:
+        if head.unknown_after is not None or len(head.applied) > 1:
+            raise ValueError(
+                f"outputs could not be inferred from model: after its output layer {head.name!r} "
+                f"come {list(head.applied)}{' and ' + head.unknown_after if head.unknown_after else ''}"
+                "; pass outputs='logits', 'probabilities' or 'log_probabilities'"
+            )
+        outputs = {(): "logits", ("log_softmax",): "log_probabilities"}.get(
+            head.applied, "probabilities")
+    elif outputs not in ("logits", "probabilities", "log_probabilities"):
+        raise ValueError(
+            f"outputs must be 'logits', 'probabilities' or 'log_probabilities', got {outputs!r}"
+        )
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not (rtol > 0) \
+            or not math.isfinite(rtol):
+        raise ValueError(f"rtol must be a positive number, got {rtol!r}")
+
+    targets = _targets(y, activation, head.units)
+    if len(targets) != len(x):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(targets)}")
+    raw = _forward(head, model, x)
+    if raw.ndim == 1 and head.units == 1:
+        raw = raw[:, None]
+    if raw.shape != targets.shape:
+        raise ValueError(
+            f"model must output one row of {head.units} values per example, got shape {raw.shape}"
+        )
+    logits = _to_logits(raw, outputs, activation)
+    bias = head.bias.numpy().astype(np.float64) if head.bias is not None else np.zeros(head.units)
+    counts = targets.sum(axis=0)
+    n = len(targets)
+    noise = logits - bias  # the input-dependent part of the logits (plus any bias shift after it)
+
+    if activation == "softmax":
+        measured = float(np.mean(_logsumexp(logits) - np.sum(targets * logits, axis=1)))
+        predicted = initial_loss(counts, bias)
+        q = _softmax(bias)
+        first = float(np.mean(np.sum((q - targets) * noise, axis=1)))
+        weighted = noise * np.sqrt(q)
+        second = 0.5 * float(np.mean(np.sum(weighted**2, axis=1) - (noise @ q) ** 2))
+        uniform = math.log(head.units)
+    else:
+        measured = float(np.mean(_softplus(logits) - targets * logits))
+        predicted = initial_loss(counts, bias, "sigmoid", total=n)
+        q = _sigmoid(bias)
+        first = float(np.mean((q - targets) * noise))
+        second = 0.5 * float(np.mean(q * (1 - q) * noise**2))
+        uniform = math.log(2)
+    optimum = _entropy(counts, activation, n)
+    if activation == "softmax":  # a softmax ignores each example's mean logit: remove it
+        spread = logits - logits.mean(axis=1, keepdims=True)
+    else:
+        spread = logits
+    logit_std = float(np.sqrt(np.mean(np.var(spread, axis=0))))
+
+    problems = []
+    if abs(measured - predicted) > rtol * predicted:
+        problems.append(
+            f"the measured loss {measured:.4g} is {measured / predicted:.3g} x what the output "
+            f"bias predicts ({predicted:.4g}); if the logits vary a lot between inputs "
+            "(std above), scale down the output layer's kernel (set_prior_bias(..., "
+            "kernel_scale=0.1)); also check the outputs are what the loss expects "
+            f"({outputs}) and the labels match them"
+        )
+    if predicted - optimum > rtol * optimum:
+        problems.append(
+            f"the output bias is not the label prior: it predicts {predicted:.4g} but the prior "
+            f"bias reaches {optimum:.4g}; call set_prior_bias(model, counts) with the training "
+            "set's counts"
+        )
+    message = "OK: the initial loss matches the prior." if not problems else \
+        "CHECK: " + "; ".join(problems) + "."
+    result = InitialLossCheck(
+        activation=activation, layer=head.name, examples=n, measured=measured,
+        predicted=predicted, optimum=optimum, uniform=uniform, first_order=first,
+        second_order=second, logit_std=logit_std, rtol=float(rtol), ok=not problems,
+        message=message,
+    )
+    if problems and warn:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return result

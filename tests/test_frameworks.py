@@ -243,3 +243,33 @@ def test_trace_errors():
         trace(model, np.zeros((4, 3), np.float32), y=np.zeros(4))
     with pytest.raises(ValueError, match="loss must be one of"):
         trace(model, np.zeros((4, 3), np.float32), y=np.zeros(4), loss="hinge")
+
+
+def test_loss_function_names_mean_the_same_in_both_frameworks():
+    import torch
+
+    from utils.frameworks import loss_function
+
+    logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]], np.float32)
+    labels = np.array([0, 2])
+    keras_value = float(loss_function("keras", "cross_entropy")(labels, logits))
+    torch_value = float(loss_function("torch", "cross_entropy")(torch.from_numpy(logits),
+                                                               torch.from_numpy(labels)))
+    # Exact value: mean of -log softmax at the labels, in float64.
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    expected = -log_softmax[[0, 1], labels].mean()
+    assert keras_value == pytest.approx(expected, rel=1e-6)
+    assert torch_value == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="framework must be"):
+        loss_function("jax", "mse")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        loss_function("torch", "hinge")
+
+
+def test_to_numpy_bfloat16_becomes_float32():
+    import torch
+
+    array = to_numpy(torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
+    assert array.dtype == np.float32
+    np.testing.assert_array_equal(array, [1.5, -2.0])

@@ -13,11 +13,21 @@ seeding
     ``seed_everything`` and the determinism switches (Chapter 0).
 colab
     The bootstrap cell every chapter starts with, and the environment report (Chapter 0).
+stats
+    Means with Student-t intervals, paired comparisons, Monte-Carlo tolerances (Chapter 2).
+variance
+    Gains, variance-scaling rules, mean-field predictions, per-layer statistics (Chapter 2).
+training
+    Seeded training loops recording true per-batch losses, Keras and torch (Chapter 2).
 initializers
     Fans in both weight layouts; PyTorch's default written out, bit for bit (Chapter 1).
 audit
     ``default_initializers``: each framework's defaults, found from the installed versions
     (Chapter 1).
+distributions
+    Which distribution a parameter was drawn from; check values against it (Chapter 3).
+plotting
+    Weight/activation/gradient histograms, mean-with-band plots, one palette (Chapter 3).
 priors
     Prior-logit output biases and the initial-loss check (Chapter 4).
 data

@@ -28,6 +28,7 @@ __all__ = [
     "Trace",
     "trace",
     "LOSS_NAMES",
+    "loss_function",
 ]
 
 Framework = Literal["keras", "torch"]
@@ -116,7 +117,10 @@ class ParamInfo:
 def to_numpy(tensor: Any) -> np.ndarray:
     """Copy a Keras variable, TensorFlow/torch tensor or array-like to a NumPy array."""
     if hasattr(tensor, "detach"):  # torch tensors and parameters
-        return tensor.detach().cpu().numpy().copy()
+        values = tensor.detach().cpu()
+        if str(values.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+            values = values.float()
+        return values.numpy().copy()
     if hasattr(tensor, "numpy"):  # keras.Variable, tf.Tensor
         return np.array(tensor.numpy(), copy=True)
     return np.array(tensor, copy=True)
@@ -347,6 +351,33 @@ def _unique_names(names: list[str]) -> list[str]:
         counts[name] = counts.get(name, 0) + 1
         unique.append(name if counts[name] == 1 else f"{name}#{counts[name]}")
     return unique
+
+
+def loss_function(framework: Framework, loss: Any) -> Any:
+    """The framework's loss callable for a course loss name (or ``loss`` itself if callable).
+
+    The names mean the same in both frameworks, so a Keras model and its torch twin trained or
+    traced with ``"cross_entropy"`` compute the same number.
+
+    Parameters
+    ----------
+    framework
+        ``"keras"`` (the callable takes ``(y_true, y_pred)``) or ``"torch"`` (it takes
+        ``(prediction, target)``).
+    loss
+        One of :data:`LOSS_NAMES`: ``"mse"``; ``"cross_entropy"`` (integer labels, logits
+        out); ``"binary_cross_entropy"`` (one logit per output); or a callable, returned as is.
+
+    Raises
+    ------
+    ValueError
+        If ``framework`` or ``loss`` is unknown.
+    """
+    if framework not in ("keras", "torch"):
+        raise ValueError(f"framework must be 'keras' or 'torch', got {framework!r}")
+    if not callable(loss) and loss not in LOSS_NAMES:
+        raise ValueError(f"loss must be one of {LOSS_NAMES} or a callable, got {loss!r}")
+    return _keras_loss(loss) if framework == "keras" else _torch_loss(loss)
 
 
 def _keras_loss(loss: Any) -> Any:

@@ -1,0 +1,171 @@
+"""utils.stats: intervals that cover, paired tests that agree with SciPy, honest tolerances.
+
+Every coverage check is itself a Monte-Carlo estimate, so its tolerance is derived the same
+way: an exceedance rate over R independent repetitions is a binomial proportion, with standard
+error sqrt(p (1 - p) / R); we allow five of those.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from utils.stats import (KURTOSIS, Interval, mean_ci, mean_tolerance, paired_difference,
+                         std_tolerance, sum_kurtosis, variance_tolerance)
+
+
+def binomial_tolerance(p: float, repetitions: int) -> float:
+    return 5 * math.sqrt(p * (1 - p) / repetitions)
+
+
+def test_mean_ci_matches_scipy_t_interval():
+    values = [1.0, 2.5, 2.0, 4.0]
+    interval = mean_ci(values, confidence=0.9)
+    low, high = stats.t.interval(0.9, df=3, loc=np.mean(values), scale=stats.sem(values))
+    assert interval.mean == pytest.approx(np.mean(values))
+    assert (interval.low, interval.high) == pytest.approx((low, high), rel=1e-12)
+    assert interval.n == 4 and interval.confidence == 0.9
+    assert interval.half_width == pytest.approx((high - low) / 2)
+    assert np.mean(values) in interval and 100.0 not in interval
+    assert str(interval).startswith("2.375 (90% CI")
+
+
+def test_three_seeds_use_the_t_quantile_not_1_96():
+    interval = mean_ci([0.0, 1.0, 2.0])
+    # s = 1, n = 3: half-width t_{0.975,2} / sqrt(3) = 4.303 / 1.732
+    assert interval.half_width == pytest.approx(stats.t.ppf(0.975, 2) / math.sqrt(3))
+    assert interval.half_width > 1.96 / math.sqrt(3) * 2
+
+
+def test_mean_ci_covers_the_true_mean_at_its_nominal_rate():
+    rng = np.random.default_rng(0)
+    repetitions, n = 4000, 5
+    draws = rng.normal(3.0, 2.0, size=(repetitions, n))
+    covered = np.mean([3.0 in mean_ci(row) for row in draws])
+    assert abs(covered - 0.95) <= binomial_tolerance(0.95, repetitions)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([1.0], "at least 2 values"),
+    ([[1.0, 2.0], [3.0, 4.0]], "one-dimensional"),
+    ([1.0, float("nan")], "finite"),
+    ("abc", "sequence of numbers"),
+])
+def test_mean_ci_rejects_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        mean_ci(bad)
+
+
+@pytest.mark.parametrize("confidence", [0, 1, 1.5, -0.1, True, "0.95"])
+def test_mean_ci_rejects_bad_confidence(confidence):
+    with pytest.raises(ValueError, match="confidence must be a number strictly between 0 and 1"):
+        mean_ci([1.0, 2.0], confidence=confidence)
+
+
+def test_paired_difference_agrees_with_scipy():
+    a = np.array([2.30, 2.31, 2.29, 2.30, 2.32])
+    b = np.array([1.10, 1.50, 1.30, 1.00, 1.40])
+    result = paired_difference(a, b)
+    reference = stats.ttest_rel(a, b)
+    assert result.t_statistic == pytest.approx(reference.statistic, rel=1e-12)
+    assert result.p_value == pytest.approx(reference.pvalue, rel=1e-9)
+    assert result.wilcoxon_p_value == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert result.difference.mean == pytest.approx(np.mean(a - b))
+    assert result.difference.low > 0
+    assert "Wilcoxon p" in str(result)
+
+
+def test_pairing_removes_the_shared_seed_effect():
+    # Each seed shifts both arms by the same large amount; the treatment adds 0.1 to arm a.
+    rng = np.random.default_rng(1)
+    seed_effect = rng.normal(0, 1.0, size=6)
+    a = seed_effect + 0.1 + rng.normal(0, 0.01, size=6)
+    b = seed_effect + rng.normal(0, 0.01, size=6)
+    paired = paired_difference(a, b)
+    independent_a, independent_b = mean_ci(a), mean_ci(b)
+    assert paired.difference.low > 0  # the paired interval sees the effect ...
+    assert independent_a.low < independent_b.high  # ... two separate intervals overlap
+
+
+def test_paired_difference_with_identical_or_constant_differences():
+    same = paired_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert same.p_value == 1.0 and same.t_statistic == 0.0 and same.wilcoxon_p_value is None
+    shifted = paired_difference([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    assert shifted.p_value == 0.0 and math.isinf(shifted.t_statistic)
+
+
+def test_paired_difference_rejects_unequal_lengths():
+    with pytest.raises(ValueError, match="a and b must have the same length"):
+        paired_difference([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="b must hold at least 2 values"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def test_mean_tolerance_has_the_normal_exceedance_rates():
+    rng = np.random.default_rng(2)
+    repetitions, n = 20_000, 400
+    means = rng.exponential(1.0, size=(repetitions, n)).mean(axis=1)  # std 1, skewed draws
+    error = np.abs(means - 1.0)
+    two_sigma_rate = np.mean(error > mean_tolerance(1.0, n, sigmas=2))
+    expected = 2 * stats.norm.sf(2)
+    assert abs(two_sigma_rate - expected) <= binomial_tolerance(expected, repetitions)
+    assert np.all(error <= mean_tolerance(1.0, n, sigmas=5))
+    assert mean_tolerance(2.0, 100) == pytest.approx(5 * 2.0 / 10)
+
+
+@pytest.mark.parametrize("name, draw", [
+    ("normal", lambda rng, size: rng.normal(size=size)),
+    ("uniform", lambda rng, size: rng.uniform(-1, 1, size=size)),
+])
+def test_variance_tolerance_formula_matches_simulation(name, draw):
+    # Var[s^2]/sigma^4 = 2/(n-1) + (kappa-3)/n: check it against the spread of many s^2.
+    rng = np.random.default_rng(3)
+    repetitions, n = 20_000, 50
+    samples = draw(rng, (repetitions, n))
+    true_variance = 1.0 if name == "normal" else 1 / 3
+    relative = samples.var(axis=1, ddof=1) / true_variance - 1
+    predicted_sd = variance_tolerance(n, sigmas=1, kurtosis=KURTOSIS[name])
+    # The s.d. of `relative` is itself estimated from R draws; s^2 of n=50 draws is close to
+    # normal (kurtosis about 3 + 12/(n-1)), so its relative error is std_tolerance(R, 5, 3.3).
+    assert abs(relative.std(ddof=1) / predicted_sd - 1) <= std_tolerance(repetitions, 5, 3.3)
+
+
+def test_variance_tolerance_values_and_errors():
+    assert variance_tolerance(101, sigmas=1) == pytest.approx(math.sqrt(2 / 100))
+    assert variance_tolerance(100, 5, kurtosis=1.8) == pytest.approx(5 * math.sqrt(2 / 99 - 1.2 / 100))
+    assert std_tolerance(101, 2) == pytest.approx(variance_tolerance(101, 2) / 2)
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
+        variance_tolerance(1)
+    with pytest.raises(ValueError, match="kurtosis must be a finite number >= 1"):
+        variance_tolerance(10, kurtosis=0.5)
+    with pytest.raises(ValueError, match="sigmas must be a positive finite number"):
+        variance_tolerance(10, sigmas=0)
+    with pytest.raises(ValueError, match="std must be a positive finite number"):
+        mean_tolerance(-1.0, 10)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        mean_tolerance(1.0, 0)
+
+
+def test_kurtosis_table_matches_scipy():
+    assert KURTOSIS["normal"] == 3.0
+    assert KURTOSIS["uniform"] == pytest.approx(stats.uniform.stats(moments="k") + 3)
+    assert KURTOSIS["truncated_normal"] == pytest.approx(stats.truncnorm(-2, 2).stats(moments="k") + 3,
+                                                         rel=1e-12)
+
+
+def test_sum_kurtosis():
+    assert sum_kurtosis(KURTOSIS["uniform"], 2) == pytest.approx(2.4)  # the triangular distribution
+    assert sum_kurtosis(9.0, 1) == 9.0  # one exponential term
+    assert sum_kurtosis(9.0, 1000) == pytest.approx(3.006)
+    with pytest.raises(ValueError, match="term_kurtosis must be a number >= 1"):
+        sum_kurtosis(0.2, 3)
+    with pytest.raises(ValueError, match="n_terms must be an integer >= 1"):
+        sum_kurtosis(3.0, 0)
+
+
+def test_interval_is_a_plain_value():
+    interval = Interval(1.0, 0.5, 1.5, 0.95, 3)
+    assert interval.half_width == 0.5
+    assert 0.5 in interval and 1.6 not in interval

@@ -1,0 +1,1028 @@
+"""Histograms of weights, biases, activations and gradients for any Keras 3 or torch model
+(Chapter 3), and a mean-with-band line plot for repeated runs (Chapters 2, 3 and 5).
+
+The course's fixed visual vocabulary: one panel per tensor in layer order,
+titled ``layer/param`` with its shape and size; the sampled values as a filled histogram
+(blue); the initializer's density on top (vermillion) with dashed bounds (black) where the
+initializer is known (:func:`utils.distributions.param_distribution`); a constant tensor as a
+spike annotated with its value; saturation and dead-unit fractions written on activation
+panels. Colours come from the Okabe-Ito palette, which stays distinguishable under the common
+colour-vision deficiencies.
+
+Large models stay fast and readable: each histogram is computed from at most ``max_samples``
+values drawn with a fixed-seed generator (exact minimum and maximum are kept), and at most
+``max_panels`` panels are drawn per figure (``page=`` selects the rest; :func:`weight_summary`
+shows every tensor of a deep model in one axes).
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from utils.distributions import InitDistribution, check_sample, param_distribution
+from utils.frameworks import (LayerRecord, ParamInfo, framework_of, leaf_layers, parameters,
+                              require_built, trace)
+
+__all__ = [
+    "OKABE_ITO",
+    "PALETTE",
+    "COLORS",
+    "weight_histograms",
+    "weight_summary",
+    "activation_histograms",
+    "activation_summary",
+    "LayerActivity",
+    "gradient_histograms",
+    "mean_band",
+    "plot_mean_band",
+    "compact_inline_figures",
+]
+
+#: The Okabe-Ito colour-blind-safe palette, by name.
+OKABE_ITO: dict[str, str] = {
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+    "black": "#000000",
+}
+#: The palette in the order the course cycles through it for lines (yellow last: low contrast).
+PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9",
+                            "#000000", "#F0E442")
+#: What each colour means in the histogram figures.
+COLORS: dict[str, str] = {
+    "sample": OKABE_ITO["blue"],
+    "theory": OKABE_ITO["vermillion"],
+    "bounds": OKABE_ITO["black"],
+    "constant": OKABE_ITO["bluish_green"],
+    "threshold": OKABE_ITO["orange"],
+    "flag": OKABE_ITO["reddish_purple"],
+}
+
+_TITLE_CHARS = 30
+
+
+# --------------------------------------------------------------------------------------------
+# Panels: the data behind one histogram, independent of where it came from
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Panel:
+    label: str
+    shape: tuple[int, ...]
+    sample: np.ndarray  # float64, at most max_samples values
+    count: int
+    minimum: float
+    maximum: float
+    distribution: InitDistribution | None = None
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (text, colour)
+    thresholds: tuple[float, ...] = ()
+    eps: float | None = None  # machine epsilon of the tensor's dtype, if coarser than float32
+
+    @property
+    def constant(self) -> bool:
+        return self.minimum == self.maximum
+
+
+# Storage dtypes coarser than float32, by the name the frameworks print (machine epsilon).
+_COARSE_EPS = {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10}
+
+
+def _storage_eps(values: Any) -> float | None:
+    name = str(getattr(values, "dtype", "")).rsplit(".", 1)[-1]
+    return _COARSE_EPS.get(name)
+
+
+def _flat(values: Any) -> np.ndarray:
+    """A flat NumPy view of a tensor, without a copy where the framework allows it."""
+    if hasattr(values, "detach"):  # torch
+        tensor = values.detach().reshape(-1).cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+            tensor = tensor.float()
+        return tensor.numpy()
+    if hasattr(values, "numpy") and not isinstance(values, np.ndarray):  # keras.Variable, tf
+        return np.asarray(values.numpy()).reshape(-1)
+    return np.asarray(values).reshape(-1)
+
+
+def _make_panel(label: str, shape: tuple[int, ...], values: Any, max_samples: int,
+                seed: int) -> _Panel:
+    flat = _flat(values)
+    count = int(flat.size)
+    if count == 0:
+        return _Panel(label, shape, np.zeros(0), 0, math.nan, math.nan)
+    if count > max_samples:
+        # Random (not strided) positions: a stride can alias with a tensor's row length and
+        # sample one column only. Sorted indices keep the gather cache-friendly.
+        rng = np.random.default_rng(seed)
+        index = np.sort(rng.integers(0, count, size=max_samples))
+        sample = flat[index].astype(np.float64)
+    else:
+        sample = flat.astype(np.float64)
+    return _Panel(label, shape, sample, count, float(flat.min()), float(flat.max()),
+                  eps=_storage_eps(values))
+
+
+def _matches(select: str | Callable[[Any], bool] | None, item: Any, *texts: str) -> bool:
+    if select is None:
+        return True
+    if callable(select):
+        return bool(select(item))
+    return any(re.search(select, text) for text in texts)
+
+
+def _check_select(select: Any) -> None:
+    if select is None or callable(select):
+        return
+    if not isinstance(select, str):
+        raise ValueError(f"select must be None, a regular expression string or a callable, "
+                         f"got {type(select).__name__}")
+    try:
+        re.compile(select)
+    except re.error as err:
+        raise ValueError(f"select is not a valid regular expression: {err}") from None
+
+
+def _check_positive_int(value: Any, argument: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _page(panels: list[Any], max_panels: int, page: int) -> tuple[list[Any], str]:
+    """The items on page ``page`` and the text that says which they are."""
+    pages = max(1, math.ceil(len(panels) / max_panels))
+    if isinstance(page, bool) or not isinstance(page, (int, np.integer)) or not 0 <= page < pages:
+        raise ValueError(f"page must be an integer in [0, {pages - 1}] ({len(panels)} panels, "
+                         f"max_panels={max_panels}), got {page!r}")
+    start = page * max_panels
+    chosen = panels[start:start + max_panels]
+    info = "" if pages == 1 else (f" (panels {start + 1}-{start + len(chosen)} of "
+                                  f"{len(panels)}, page {page + 1}/{pages})")
+    return chosen, info
+
+
+def _short_label(label: str) -> str:
+    return label if len(label) <= _TITLE_CHARS else "…" + label[-(_TITLE_CHARS - 1):]
+
+
+def _histogram_range(panel: _Panel) -> tuple[float, float]:
+    lo, hi = panel.minimum, panel.maximum
+    dist = panel.distribution
+    if dist is not None and dist.is_known and not dist.is_constant and dist.bounds is not None:
+        lo, hi = min(lo, dist.bounds[0]), max(hi, dist.bounds[1])
+    return lo, hi
+
+
+def _draw_constant(ax: Any, panel: _Panel) -> set[str]:
+    value = panel.minimum
+    ax.vlines([value], 0, panel.count, color=COLORS["constant"], linewidth=3)
+    ax.plot([value], [panel.count], marker="o", color=COLORS["constant"], markersize=4)
+    half_width = max(0.5 * abs(value), 0.1)
+    ax.set_xlim(value - half_width, value + half_width)
+    ax.set_ylim(0, panel.count * (1.35 + 0.14 * len(panel.notes)))
+    ax.annotate(f"all {panel.count:,} = {value:.4g}", (value, panel.count),
+                xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
+                fontsize=7, color=COLORS["constant"])
+    ax.tick_params(axis="y", labelsize=6)
+    ax.set_yticks([0, panel.count])
+    ax.set_ylabel("count", fontsize=7)
+    return {"constant"}
+
+
+def _draw_panel(ax: Any, panel: _Panel, bins: int, log: bool) -> set[str]:
+    """Draw one panel; return the legend roles it used."""
+    from matplotlib.ticker import MaxNLocator
+
+    shape_text = "×".join(str(d) for d in panel.shape) if panel.shape else "scalar"
+    ax.set_title(f"{_short_label(panel.label)}\n({shape_text}) · {panel.count:,} values",
+                 fontsize=7.5)
+    ax.tick_params(labelsize=6)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    if panel.count == 0:
+        ax.text(0.5, 0.5, "empty tensor", transform=ax.transAxes, ha="center", fontsize=7)
+        return set()
+    roles: set[str] = set()
+    if panel.constant:
+        roles |= _draw_constant(ax, panel)
+    else:
+        roles.add("sample")
+        lo, hi = _histogram_range(panel)
+        pad = 0.04 * (hi - lo)
+        # about 2 sqrt(n) bins for small tensors (a 64-value bias in 50 bins is mostly noise)
+        n_bins = int(min(bins, max(8, round(2 * math.sqrt(panel.sample.size)))))
+        density, edges = np.histogram(panel.sample, bins=n_bins, range=(lo, hi), density=True)
+        ax.stairs(density, edges, fill=True, color=COLORS["sample"], alpha=0.55, linewidth=0)
+        ax.stairs(density, edges, color=COLORS["sample"], linewidth=0.6)
+        top = float(density.max()) if density.size else 1.0
+        dist = panel.distribution
+        if dist is not None and dist.is_known and not dist.is_constant:
+            grid = np.linspace(lo - pad, hi + pad, 400)
+            if dist.bounds is not None:  # make the box edges vertical
+                b0, b1 = dist.bounds
+                tiny = 1e-9 * max(abs(b0), abs(b1), 1e-30)
+                grid = np.sort(np.concatenate([grid, [b0 - tiny, b0 + tiny, b1 - tiny, b1 + tiny]]))
+            pdf = dist.pdf(grid)
+            finite = pdf[np.isfinite(pdf)]
+            ax.plot(grid, pdf, color=COLORS["theory"], linewidth=1.2)
+            roles.add("theory")
+            if finite.size:
+                # the theory may be far narrower than trained values: cap it, do not let it
+                # flatten the histogram
+                top = max(top, min(float(finite.max()), 3 * top))
+            if dist.bounds is not None:
+                for b in dist.bounds:
+                    ax.axvline(b, color=COLORS["bounds"], linestyle="--", linewidth=0.8)
+                roles.add("bounds")
+        elif dist is not None and dist.is_constant:
+            ax.axvline(dist.value, color=COLORS["theory"], linewidth=1.2)
+            roles.add("theory")
+        for t in [t for t in panel.thresholds if lo <= t <= hi]:  # only those in view
+            ax.axvline(t, color=COLORS["threshold"], linestyle=":", linewidth=1.0)
+            roles.add("threshold")
+        ax.set_xlim(lo - pad, hi + pad)
+        if log:
+            ax.set_yscale("log")
+        else:
+            # head room for the notes written in the top-left corner
+            ax.set_ylim(0, top * (1.12 + 0.14 * len(panel.notes)))
+    if panel.notes:
+        for i, (text, colour) in enumerate(panel.notes):
+            ax.text(0.03, 0.97 - 0.11 * i, text, transform=ax.transAxes, ha="left", va="top",
+                    fontsize=6, color=colour,
+                    bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 0.6})
+    return roles
+
+
+_LEGEND = {
+    "sample": ("values (histogram)", "patch"),
+    "theory": ("initializer density", "line"),
+    "bounds": ("initializer bounds", "dashed"),
+    "constant": ("constant tensor (count)", "spike"),
+    "threshold": ("saturation threshold", "dotted"),
+}
+
+
+def _legend_handles(roles: set[str]) -> list[Any]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = []
+    for role in ("sample", "theory", "bounds", "constant", "threshold"):
+        if role not in roles:
+            continue
+        text, style = _LEGEND[role]
+        colour = COLORS[role]
+        if style == "patch":
+            handles.append(Patch(facecolor=colour, alpha=0.55, label=text))
+        elif style == "spike":
+            handles.append(Line2D([], [], color=colour, linewidth=3, marker="o", markersize=4,
+                                  label=text))
+        else:
+            ls = {"line": "-", "dashed": "--", "dotted": ":"}[style]
+            handles.append(Line2D([], [], color=colour, linestyle=ls, label=text))
+    return handles
+
+
+def _draw_figure(panels: list[_Panel], *, ncols: int, bins: int, log: bool,
+                 axes: Sequence[Any] | None, title: str, xlabel: str, ylabel: str,
+                 footnote: str | None, legend: bool, panel_size: tuple[float, float],
+                 dpi: float | None) -> Any:
+    import matplotlib.pyplot as plt
+
+    if axes is not None:
+        axes = list(np.ravel(np.asarray(axes, dtype=object)))
+        if len(axes) < len(panels):
+            raise ValueError(f"axes must hold at least one Axes per panel ({len(panels)}), "
+                             f"got {len(axes)}")
+        fig = axes[0].figure
+        used_axes = axes[:len(panels)]
+    else:
+        ncols = min(ncols, len(panels))
+        nrows = math.ceil(len(panels) / ncols)
+        width, height = panel_size
+        fig, grid = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.9),
+                                 dpi=dpi, squeeze=False, layout="constrained")
+        flat_axes = list(grid.ravel())
+        for ax in flat_axes[len(panels):]:
+            ax.set_visible(False)
+        used_axes = flat_axes[:len(panels)]
+    roles: set[str] = set()
+    for ax, panel in zip(used_axes, panels):
+        roles |= _draw_panel(ax, panel, bins, log)
+    if axes is not None:
+        for ax in used_axes:  # the caller arranges the axes: label every one
+            ax.set_xlabel(xlabel, fontsize=7)
+            if not ax.get_ylabel():  # constants already say "count"
+                ax.set_ylabel(ylabel, fontsize=7)
+        if legend and roles:
+            handles = _legend_handles(roles)
+            # "outside" placement needs the constrained layout engine; elsewhere the legend
+            # sits at the bottom edge of the figure
+            constrained = type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+            fig.legend(handles=handles, loc="outside lower center" if constrained else
+                       "lower center", ncols=len(handles), fontsize=7, frameon=False)
+        return fig
+    fig.suptitle(title, fontsize=10)
+    ncols_used = grid.shape[1]
+    for index, ax in enumerate(used_axes):
+        if index + ncols_used >= len(used_axes):  # nothing drawn below it
+            ax.set_xlabel(xlabel, fontsize=7)
+        if index % ncols_used == 0 and not ax.get_ylabel():  # constants say "count"
+            ax.set_ylabel(ylabel, fontsize=7)
+    handles = _legend_handles(roles) if legend else []
+    if footnote is not None:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], linestyle="none", label=footnote))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
+                   fontsize=7, frameon=False)
+    return fig
+
+
+def _model_name(model: Any) -> str:
+    return getattr(model, "name", None) or type(model).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Weights
+# --------------------------------------------------------------------------------------------
+
+def _param_panels(model: Any, include_non_trainable: bool, select: Any, max_samples: int,
+                  seed: int, overlay: bool,
+                  distributions: dict[str, InitDistribution | None] | None,
+                  max_panels: int | None = None, page: int = 0) -> tuple[list[_Panel], str]:
+    require_built(model)
+    _check_select(select)
+    params = parameters(model, include_non_trainable=include_non_trainable)
+    if not params:
+        kinds = "trainable parameters or floating-point buffers" if include_non_trainable \
+            else "trainable parameters"
+        raise ValueError(f"model has no {kinds}, so there is nothing to draw "
+                         f"({type(model).__name__}); pass a model with layers that own weights")
+    known = {p.label for p in params}
+    unknown_labels = sorted(set(distributions or {}) - known)
+    if unknown_labels:
+        raise ValueError(f"distributions names tensors the model does not have: "
+                         f"{unknown_labels}; its tensors are {sorted(known)}")
+    chosen = [p for p in params if _matches(select, p, p.label, p.layer_type)]
+    if not chosen:
+        raise ValueError(f"select={select!r} matches none of the model's tensors "
+                         f"{[p.label for p in params]}")
+    # page first: only the tensors on this page are sampled and checked
+    indexed, info = _page(list(enumerate(chosen)), max_panels or len(chosen), page)
+    panels = []
+    for index, p in indexed:
+        panel = _make_panel(p.label, p.shape, p.handle, max_samples, seed + index)
+        if overlay and panel.count:
+            if distributions is not None and p.label in distributions:
+                dist = distributions[p.label]
+            else:
+                dist = param_distribution(p)
+            panel.distribution = dist
+            _weight_notes(panel, dist)
+        elif panel.count and not panel.constant:
+            panel.notes.append((f"std {np.std(panel.sample):.3g}", COLORS["bounds"]))
+        panels.append(panel)
+    return panels, info
+
+
+def _weight_notes(panel: _Panel, dist: InitDistribution | None) -> None:
+    std = float(np.std(panel.sample)) if panel.count > 1 else 0.0
+    if dist is None or not dist.is_known:
+        name = "initializer unknown" if dist is None else f"unknown: {dist.name}"
+        panel.notes.append((_short_label(name), COLORS["bounds"]))
+        if not panel.constant:
+            panel.notes.append((f"std {std:.3g}", COLORS["bounds"]))
+        return
+    star = "*" if dist.assumed else ""
+    if dist.is_constant:
+        panel.notes.append((f"{dist.name}{star}", COLORS["theory"]))
+    else:
+        panel.notes.append((f"{dist.name}{star} {dist.short}", COLORS["theory"]))
+        panel.notes.append((f"std {std:.3g} (theory {dist.std:.3g})", COLORS["bounds"]))
+    population = panel.count if panel.sample.size < panel.count else None
+    check = check_sample(panel.sample, dist, population=population, eps=panel.eps)
+    if not check.ok:
+        panel.notes.append((f"values differ: {', '.join(check.failures)}", COLORS["flag"]))
+
+
+def weight_histograms(model: Any, *, include_non_trainable: bool = False,
+                      select: str | Callable[[ParamInfo], bool] | None = None,
+                      overlay: bool = True,
+                      distributions: dict[str, InitDistribution | None] | None = None,
+                      max_panels: int = 24, page: int = 0, ncols: int = 4, bins: int = 50,
+                      max_samples: int = 100_000, seed: int = 0, log: bool = False,
+                      axes: Sequence[Any] | None = None, title: str | None = None,
+                      legend: bool = True, panel_size: tuple[float, float] = (2.5, 1.9),
+                      dpi: float | None = None) -> Any:
+    """One histogram per parameter tensor of a Keras 3 or torch model, in layer order.
+
+    Each panel is titled ``layer/param`` with the tensor's shape and size. Where the
+    initializer is known (:func:`utils.distributions.param_distribution`), its density is drawn
+    on top (bounded kinds with dashed bounds) and the panel says whether the values still agree
+    with it (:func:`utils.distributions.check_sample`). For torch the overlay is the layer's
+    *constructor default* (marked ``*``): torch does not record a tensor's initializer, so pass
+    ``distributions`` after re-initialising. A constant tensor (zeros, ones, ``Constant(0.4)``)
+    is drawn as a spike labelled with its value. Explained in Chapter 3.
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model/layer or a ``torch.nn.Module``.
+    include_non_trainable
+        Also draw Keras non-trainable variables and torch floating-point buffers.
+    select
+        Only the tensors whose ``layer/param`` label or layer type matches this regular
+        expression (e.g. ``"kernel|weight"``), or for which this callable of a
+        :class:`~utils.frameworks.ParamInfo` returns True.
+    overlay
+        Draw the initializer's density/bounds where known.
+    distributions
+        Distributions to use instead of :func:`param_distribution`, by ``layer/param`` label
+        (None for "unknown"): what you passed to ``torch.nn.init``, for instance.
+    max_panels, page
+        At most ``max_panels`` panels per figure; ``page`` (from 0) selects which.
+    ncols, bins, log
+        Panels per row, histogram bins, logarithmic count axis.
+    max_samples, seed
+        Each histogram uses at most ``max_samples`` values drawn uniformly at random (with
+        replacement) by a generator seeded with ``seed`` plus the panel's index, so a
+        25-million-parameter model draws in about a second. Minimum and maximum are exact.
+    axes
+        Draw into these Axes (one per panel) instead of a new figure, to compose figures.
+    title, legend, panel_size, dpi
+        Figure title (default: the model's name), legend on/off, inches per panel, resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a Keras/torch model, is an unbuilt Keras model (the message says
+        how to build it), has no parameters, or an argument is out of range.
+    """
+    max_panels = _check_positive_int(max_panels, "max_panels")
+    ncols = _check_positive_int(ncols, "ncols")
+    bins = _check_positive_int(bins, "bins")
+    max_samples = _check_positive_int(max_samples, "max_samples", 2)
+    chosen, info = _param_panels(model, include_non_trainable, select, max_samples, seed,
+                                 overlay, distributions, max_panels, page)
+    assumed = any(p.distribution is not None and p.distribution.assumed for p in chosen)
+    footnote = ("* torch constructor default (torch does not record how a tensor was "
+                "initialised)") if assumed else None
+    heading = (title or f"Parameters of {_model_name(model)}") + info
+    return _draw_figure(chosen, ncols=ncols, bins=bins, log=log, axes=axes, title=heading,
+                        xlabel="parameter value", ylabel="density",
+                        footnote=footnote, legend=legend, panel_size=panel_size, dpi=dpi)
+
+
+def weight_summary(model: Any, *, include_non_trainable: bool = False,
+                   select: str | Callable[[ParamInfo], bool] | None = None,
+                   max_samples: int = 20_000, seed: int = 0, ax: Any = None,
+                   title: str | None = None, figsize: tuple[float, float] = (8, 3.2),
+                   dpi: float | None = None) -> Any:
+    """Every parameter tensor of a (deep) model in one axes: a box per tensor (Chapter 3).
+
+    The summary view for models with too many tensors for :func:`weight_histograms`: boxes span
+    the 25-75 % quantiles, whiskers 5-95 %, the line is the median; the initializer's ±1 std
+    (vermillion ticks) and bounds (black ticks) are marked where known.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        As :func:`weight_histograms`.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    max_samples = _check_positive_int(max_samples, "max_samples", 2)
+    panels, _ = _param_panels(model, include_non_trainable, select, max_samples, seed, True,
+                              None)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, dpi=dpi, layout="constrained")
+    else:
+        fig = ax.figure
+    stats = []
+    for p in panels:
+        q05, q25, q50, q75, q95 = np.quantile(p.sample, [0.05, 0.25, 0.5, 0.75, 0.95])
+        stats.append({"whislo": q05, "q1": q25, "med": q50, "q3": q75, "whishi": q95,
+                      "fliers": [], "label": ""})
+    positions = np.arange(len(panels))
+    ax.bxp(stats, positions=positions, showfliers=False, widths=0.6, patch_artist=True,
+           boxprops={"facecolor": COLORS["sample"], "alpha": 0.55, "linewidth": 0.5},
+           medianprops={"color": "black", "linewidth": 0.8},
+           whiskerprops={"linewidth": 0.6}, capprops={"linewidth": 0.6})
+    for x, p in zip(positions, panels):
+        d = p.distribution
+        if d is None or not d.is_known:
+            continue
+        if d.is_constant:
+            ax.plot([x], [d.value], marker="D", color=COLORS["constant"], markersize=4)
+            continue
+        ax.plot([x, x], [d.mean - d.std, d.mean + d.std], linestyle="none", marker="_",
+                color=COLORS["theory"], markersize=9, markeredgewidth=1.5)
+        if d.bounds is not None:
+            ax.plot([x, x], list(d.bounds), linestyle="none", marker="_",
+                    color=COLORS["bounds"], markersize=6)
+    step = max(1, math.ceil(len(panels) / 40))  # at most ~40 readable tick labels
+    ax.set_xticks(positions[::step])
+    ax.set_xticklabels([_short_label(p.label) for p in panels[::step]], rotation=90,
+                       fontsize=6)
+    ax.set_xlabel("parameter tensor (layer order)")
+    ax.set_ylabel("parameter value")
+    ax.set_title(title or f"Parameters of {_model_name(model)}: quantiles per tensor",
+                 fontsize=10)
+    ax.legend(handles=[Patch(facecolor=COLORS["sample"], alpha=0.55, label="25-75 % (5-95 %)"),
+                       Line2D([], [], color=COLORS["theory"], marker="_", linestyle="none",
+                              markersize=9, label="initializer ±1 std"),
+                       Line2D([], [], color=COLORS["bounds"], marker="_", linestyle="none",
+                              label="initializer bounds"),
+                       Line2D([], [], color=COLORS["constant"], marker="D", linestyle="none",
+                              label="constant")],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerActivity:
+    """What one layer output during a forward pass (Chapter 3).
+
+    Attributes
+    ----------
+    name, layer_type
+        As in :class:`utils.frameworks.LayerRecord`.
+    kind
+        ``"tanh"``, ``"sigmoid"``, ``"relu"`` or None: the activation the layer applies
+        (torch ``nn.Tanh``/``nn.ReLU``/...; Keras ``Activation``/``ReLU`` layers and layers with
+        a fused ``activation=``).
+    count, mean, std
+        Number of output values in the batch, their mean and standard deviation.
+    saturated_fraction
+        tanh: fraction with ``|a| > saturation``; sigmoid: fraction with ``a < 1 - saturation``
+        or ``a > saturation``; None otherwise.
+    zero_fraction, dead_fraction
+        ReLU only: fraction of outputs exactly 0, and fraction of units (output features, all
+        axes but the batch axis) that are 0 for *every* example in the batch.
+    """
+
+    name: str
+    layer_type: str
+    kind: str | None
+    count: int
+    mean: float
+    std: float
+    saturated_fraction: float | None = None
+    zero_fraction: float | None = None
+    dead_fraction: float | None = None
+
+
+_TORCH_KINDS = {"Tanh": "tanh", "Sigmoid": "sigmoid", "ReLU": "relu", "ReLU6": "relu"}
+
+
+def _activation_kind(layer: Any) -> str | None:
+    if layer is None:
+        return None
+    name = type(layer).__name__
+    if framework_of(layer, "layer") == "torch":
+        return _TORCH_KINDS.get(name)
+    if name == "ReLU":
+        slope = float(getattr(layer, "negative_slope", 0.0) or 0.0)
+        return "relu" if slope == 0.0 else None
+    activation = getattr(layer, "activation", None)
+    function = getattr(activation, "__name__", "")
+    return {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "relu6": "relu"}.get(function)
+
+
+def _check_input(model: Any, x: Any, framework: str) -> None:
+    if x is None:
+        raise ValueError("x must be a batch of inputs (array or tensor), got None")
+    shape = tuple(int(d) for d in getattr(x, "shape", np.shape(x)))
+    if len(shape) == 0 or shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch with the batch on axis 0, got shape {shape}")
+    if framework != "keras":
+        return  # torch modules declare no input shape; trace() reports a mismatch
+    try:
+        expected = model.input_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return
+    if not (isinstance(expected, tuple) and all(d is None or isinstance(d, int) for d in expected)):
+        return  # several inputs: let the model check
+    if len(expected) != len(shape) or any(e is not None and e != s
+                                           for e, s in zip(expected[1:], shape[1:])):
+        wanted = ("batch",) + tuple("any" if d is None else d for d in expected[1:])
+        raise ValueError(f"x must have shape {wanted} for this model, got {shape}")
+
+
+def _layer_objects(model: Any) -> dict[str, Any]:
+    return dict(leaf_layers(model))
+
+
+def _activity(record: LayerRecord, layer: Any, saturation: float) -> LayerActivity:
+    values = record.output
+    kind = _activation_kind(layer)
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    mean, std = (float(flat.mean()), float(flat.std())) if flat.size else (math.nan, math.nan)
+    saturated = zero = dead = None
+    if kind == "tanh":
+        saturated = float(np.mean(np.abs(flat) > saturation))
+    elif kind == "sigmoid":
+        saturated = float(np.mean((flat > saturation) | (flat < 1 - saturation)))
+    elif kind == "relu":
+        zero = float(np.mean(flat == 0))
+        per_unit = np.asarray(values).reshape(values.shape[0], -1) if values.ndim > 1 else \
+            np.asarray(values).reshape(-1, 1)
+        dead = float(np.mean(np.all(per_unit == 0, axis=0)))
+    return LayerActivity(record.name, record.layer_type, kind, int(flat.size), mean, std,
+                         saturated, zero, dead)
+
+
+def _traced_activities(model: Any, x: Any, select: Any, saturation: float,
+                       training: bool) -> tuple[list[LayerRecord], list[LayerActivity]]:
+    framework = require_built(model)
+    _check_select(select)
+    if not 0.0 < saturation < 1.0:
+        raise ValueError(f"saturation must be in (0, 1), got {saturation}")
+    _check_input(model, x, framework)
+    result = trace(model, x, training=training)
+    layers = _layer_objects(model)
+    records, activities = [], []
+    for record in result.layers:
+        layer = layers.get(record.name.split("#")[0])
+        if not _matches(select, record, record.name, record.layer_type):
+            continue
+        records.append(record)
+        activities.append(_activity(record, layer, saturation))
+    if not records:
+        raise ValueError(f"no layer output to draw: select={select!r} matched none of "
+                         f"{[r.name for r in result.layers]}")
+    return records, activities
+
+
+def activation_summary(model: Any, x: Any, *,
+                       select: str | Callable[[LayerRecord], bool] | None = None,
+                       saturation: float = 0.99, training: bool = False) -> list[LayerActivity]:
+    """Per-layer statistics of one forward pass: std, saturation, zeros, dead units (Chapter 3).
+
+    The numbers :func:`activation_histograms` writes on its panels, for printing and asserting.
+
+    Parameters
+    ----------
+    model, x
+        A built Keras 3 or torch model and a batch of inputs.
+    select
+        Only layers whose name or type matches this regular expression, or for whose
+        :class:`~utils.frameworks.LayerRecord` this callable returns True.
+    saturation
+        The threshold for tanh (``|a| > saturation``) and sigmoid saturation.
+    training
+        Run dropout/batch normalisation in training mode.
+
+    Returns
+    -------
+    list of LayerActivity
+        One per leaf-layer call, in call order.
+
+    Raises
+    ------
+    ValueError
+        For an unsupported or unbuilt model, an input of the wrong shape (the message says what
+        the model expects, where it declares it) or a ``select`` that matches nothing.
+    """
+    return _traced_activities(model, x, select, saturation, training)[1]
+
+
+def _activity_notes(activity: LayerActivity, saturation: float) -> list[tuple[str, str]]:
+    notes = [(f"std {activity.std:.3g}", COLORS["bounds"])]
+    if activity.saturated_fraction is not None:
+        symbol = "|a|" if activity.kind == "tanh" else "a"
+        notes.append((f"{symbol} saturated (>{saturation:g}): "
+                      f"{100 * activity.saturated_fraction:.1f} %", COLORS["threshold"]))
+    if activity.zero_fraction is not None:
+        notes.append((f"a = 0: {100 * activity.zero_fraction:.1f} %", COLORS["threshold"]))
+        notes.append((f"dead units: {100 * (activity.dead_fraction or 0):.1f} %",
+                      COLORS["threshold"]))
+    return notes
+
+
+def activation_histograms(model: Any, x: Any, *,
+                          select: str | Callable[[LayerRecord], bool] | None = None,
+                          saturation: float = 0.99, training: bool = False,
+                          max_panels: int = 24, page: int = 0, ncols: int = 4, bins: int = 50,
+                          max_samples: int = 100_000, seed: int = 0, log: bool = False,
+                          axes: Sequence[Any] | None = None, title: str | None = None,
+                          legend: bool = True, panel_size: tuple[float, float] = (2.5, 1.9),
+                          dpi: float | None = None) -> Any:
+    """One histogram per layer output for a batch ``x``, in call order (Chapter 3).
+
+    Uses :func:`utils.frameworks.trace` (torch forward hooks; Keras layer calls recorded in
+    one eager pass). tanh/sigmoid panels show the saturation thresholds and the saturated
+    fraction; ReLU panels the fraction of zeros and of dead units
+    (:func:`activation_summary`). Parameters as in :func:`weight_histograms` and
+    :func:`activation_summary`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For an unsupported or unbuilt model (the message says how to build it), an input of
+        the wrong shape, a ``select`` that matches nothing, or an argument out of range.
+    """
+    max_panels = _check_positive_int(max_panels, "max_panels")
+    ncols = _check_positive_int(ncols, "ncols")
+    bins = _check_positive_int(bins, "bins")
+    max_samples = _check_positive_int(max_samples, "max_samples", 2)
+    records, activities = _traced_activities(model, x, select, saturation, training)
+    panels = []
+    for index, (record, activity) in enumerate(zip(records, activities)):
+        panel = _make_panel(f"{record.name} ({record.layer_type})",
+                            tuple(record.output.shape), record.output, max_samples,
+                            seed + index)
+        panel.notes = _activity_notes(activity, saturation)
+        if activity.kind == "tanh":
+            panel.thresholds = (-saturation, saturation)
+        elif activity.kind == "sigmoid":
+            panel.thresholds = (1 - saturation, saturation)
+        panels.append(panel)
+    chosen, info = _page(panels, max_panels, page)
+    heading = (title or f"Layer outputs of {_model_name(model)}, batch of "
+                        f"{np.shape(x)[0]}") + info
+    return _draw_figure(chosen, ncols=ncols, bins=bins, log=log, axes=axes, title=heading,
+                        xlabel="output value", ylabel="density",
+                        footnote=None, legend=legend, panel_size=panel_size, dpi=dpi)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradients
+# --------------------------------------------------------------------------------------------
+
+def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "parameters",
+                        select: str | Callable[[Any], bool] | None = None,
+                        training: bool = False, max_panels: int = 24, page: int = 0,
+                        ncols: int = 4, bins: int = 50, max_samples: int = 100_000,
+                        seed: int = 0, log: bool = False, axes: Sequence[Any] | None = None,
+                        title: str | None = None, legend: bool = True,
+                        panel_size: tuple[float, float] = (2.5, 1.9),
+                        dpi: float | None = None) -> Any:
+    """Histograms of the loss's gradients for one batch, per tensor or per layer (Chapter 3).
+
+    Parameters
+    ----------
+    model, x, y, loss
+        As :func:`utils.frameworks.trace`: ``loss`` is ``"mse"``, ``"cross_entropy"``
+        (integer labels, logits out), ``"binary_cross_entropy"`` or a framework callable.
+    of
+        ``"parameters"``: one panel per parameter tensor (``dL/dW``), annotated with the
+        gradient's std and its ratio to the weights' std (a rough per-step update scale);
+        ``"outputs"``: one panel per layer output (``dL/da``), the backward signal through depth.
+    Other parameters as in :func:`weight_histograms`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For an unsupported or unbuilt model, a model without parameters, an input of the wrong
+        shape, an unknown ``loss`` or ``of``, or an argument out of range.
+    """
+    if of not in ("parameters", "outputs"):
+        raise ValueError(f"of must be 'parameters' or 'outputs', got {of!r}")
+    max_panels = _check_positive_int(max_panels, "max_panels")
+    ncols = _check_positive_int(ncols, "ncols")
+    bins = _check_positive_int(bins, "bins")
+    max_samples = _check_positive_int(max_samples, "max_samples", 2)
+    framework = require_built(model)
+    _check_select(select)
+    if not parameters(model):
+        raise ValueError(f"model has no trainable parameters, so there are no gradients to "
+                         f"draw ({type(model).__name__})")
+    _check_input(model, x, framework)
+    result = trace(model, x, y, loss, training=training)
+    panels = []
+    if of == "parameters":
+        for index, (p, grad) in enumerate(result.param_grads):
+            if not _matches(select, p, p.label, p.layer_type):
+                continue
+            panel = _make_panel(p.label, p.shape, grad, max_samples, seed + index)
+            g_std = float(np.std(panel.sample)) if panel.count > 1 else 0.0
+            w_std = float(np.std(_flat(p.handle))) if p.size > 1 else 0.0
+            panel.notes.append((f"std {g_std:.3g}", COLORS["bounds"]))
+            if w_std > 0:
+                panel.notes.append((f"grad std / weight std {g_std / w_std:.2g}",
+                                    COLORS["bounds"]))
+            panels.append(panel)
+    else:
+        for index, record in enumerate(result.layers):
+            if record.output_grad is None or not _matches(select, record, record.name,
+                                                          record.layer_type):
+                continue
+            panel = _make_panel(f"{record.name} ({record.layer_type})",
+                                tuple(record.output_grad.shape), record.output_grad,
+                                max_samples, seed + index)
+            panel.notes.append((f"std {np.std(panel.sample):.3g}", COLORS["bounds"]))
+            panels.append(panel)
+    if not panels:
+        raise ValueError(f"no gradient to draw: select={select!r} matched nothing, or the loss "
+                         "does not depend on the selected tensors")
+    chosen, info = _page(panels, max_panels, page)
+    what = "parameter" if of == "parameters" else "layer-output"
+    heading = (title or f"Loss gradients ({what}) of {_model_name(model)}, loss "
+                        f"{result.loss:.4g}") + info
+    return _draw_figure(chosen, ncols=ncols, bins=bins, log=log, axes=axes, title=heading,
+                        xlabel="gradient value", ylabel="density",
+                        footnote=None, legend=legend, panel_size=panel_size, dpi=dpi)
+
+
+# --------------------------------------------------------------------------------------------
+# Repeated runs: mean with a band (Chapters 2, 3 and 5)
+# --------------------------------------------------------------------------------------------
+
+INTERVALS = ("ci95", "sd", "range")
+
+
+def mean_band(runs: Any, interval: str = "ci95") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs with a lower and upper band, pointwise along axis 1.
+
+    Parameters
+    ----------
+    runs
+        Array of shape ``(n_runs, n_points)``, ``n_runs >= 2``.
+    interval
+        ``"ci95"``: a 95 % Student-t confidence interval for the mean
+        (``mean ± t_{0.975, n-1} s / sqrt(n)``); ``"sd"``: ``mean ± s``; ``"range"``: the runs'
+        minimum and maximum.
+
+    Returns
+    -------
+    mean, low, high : numpy.ndarray
+
+    Raises
+    ------
+    ValueError
+        If ``runs`` is not 2-D with at least 2 runs, or ``interval`` is unknown.
+    """
+    array = np.asarray(runs, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] < 2:
+        raise ValueError(f"runs must have shape (n_runs >= 2, n_points) (one run has no "
+                         f"interval), got {array.shape}")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+    mean = array.mean(axis=0)
+    if interval == "range":
+        return mean, array.min(axis=0), array.max(axis=0)
+    sd = array.std(axis=0, ddof=1)
+    if interval == "sd":
+        return mean, mean - sd, mean + sd
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, array.shape[0] - 1) * sd / math.sqrt(array.shape[0])
+    return mean, mean - half, mean + half
+
+
+def plot_mean_band(x: Any, runs: Any, label: str, ax: Any = None, *, color: str | None = None,
+                   interval: str = "ci95", alpha: float = 0.25, **line_kwargs: Any) -> Any:
+    """Plot the mean of several runs as a line and their interval as a shaded band.
+
+    For loss curves over steps (Chapters 2 and 5) and statistics through depth (Chapter 3).
+    The label gets the interval's meaning and the number of runs appended, e.g.
+    ``"He init (mean, 95 % CI, 5 runs)"``.
+
+    Parameters
+    ----------
+    x
+        The ``n_points`` abscissae.
+    runs
+        Shape ``(n_runs, n_points)``: one row per run (seed).
+    label
+        Legend label.
+    ax
+        Axes to draw in (default: the current axes).
+    color
+        Line and band colour (default: the next colour of :data:`PALETTE` not yet on ``ax``).
+    interval
+        See :func:`mean_band`.
+    alpha
+        Band opacity.
+    **line_kwargs
+        Passed to ``ax.plot``.
+
+    Returns
+    -------
+    matplotlib.lines.Line2D
+        The mean line.
+
+    Raises
+    ------
+    ValueError
+        If ``runs`` does not have shape ``(n_runs >= 2, len(x))`` or ``interval`` is unknown.
+    """
+    import matplotlib.pyplot as plt
+
+    xs = np.asarray(x, dtype=np.float64)
+    array = np.asarray(runs, dtype=np.float64)
+    if xs.ndim != 1:
+        raise ValueError(f"x must be 1-D, got shape {xs.shape}")
+    if array.ndim != 2 or array.shape[1] != xs.size:
+        raise ValueError(f"runs must have shape (n_runs, len(x)) = (n_runs, {xs.size}), got "
+                         f"{array.shape}")
+    mean, low, high = mean_band(array, interval)
+    ax = plt.gca() if ax is None else ax
+    if color is None:
+        used = {line.get_color() for line in ax.get_lines()}
+        color = next((c for c in PALETTE if c not in used), PALETTE[len(used) % len(PALETTE)])
+    meaning = {"ci95": "95 % CI", "sd": "±1 sd", "range": "min-max"}[interval]
+    (line,) = ax.plot(xs, mean, color=color,
+                      label=f"{label} (mean, {meaning}, {array.shape[0]} runs)", **line_kwargs)
+    ax.fill_between(xs, low, high, color=color, alpha=alpha, linewidth=0)
+    return line
+
+
+# --------------------------------------------------------------------------------------------
+# Small notebooks
+# --------------------------------------------------------------------------------------------
+
+def _palette_png(fig: Any, colors: int) -> bytes | None:
+    from PIL import Image
+
+    if not fig.axes:
+        return None
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format="png", bbox_inches="tight", facecolor="white")
+    rendered.seek(0)
+    image = Image.open(rendered).convert("RGB").quantize(colors,
+                                                         method=Image.Quantize.MEDIANCUT)
+    compact = io.BytesIO()
+    image.save(compact, format="PNG", optimize=True)
+    return compact.getvalue()
+
+
+def compact_inline_figures(colors: int = 128) -> bool:
+    """Store the figures a notebook shows as palette PNGs, about three times smaller (Chapter 3).
+
+    Registers an ``image/png`` display formatter for matplotlib figures in the running IPython
+    kernel: each figure is rendered at its own dpi on white, reduced to ``colors`` colours
+    (median cut) and saved optimised. Plots with a few flat colours look the same; the
+    committed notebook shrinks. Call it once, after importing ``matplotlib.pyplot``.
+
+    Parameters
+    ----------
+    colors
+        Palette size, 16 to 256.
+
+    Returns
+    -------
+    bool
+        True if a kernel was found and the formatter registered; False outside IPython (then
+        nothing changes).
+
+    Raises
+    ------
+    ValueError
+        If ``colors`` is not an integer in [16, 256].
+    """
+    if isinstance(colors, bool) or not isinstance(colors, (int, np.integer)) \
+            or not 16 <= colors <= 256:
+        raise ValueError(f"colors must be an integer in [16, 256], got {colors!r}")
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    if "inline" in str(matplotlib.rcParams["backend"]):
+        # matplotlib loads its backend lazily, and loading the inline backend re-registers its
+        # own PNG formatter; load it now so that ours is registered last.
+        import matplotlib_inline.backend_inline  # noqa: F401
+    formatter = shell.display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, lambda fig: _palette_png(fig, int(colors)))
+    return True

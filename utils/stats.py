@@ -1,0 +1,343 @@
+"""Means with intervals, paired comparisons and Monte-Carlo tolerances (Chapter 2).
+
+Two jobs, one module:
+
+* **Comparing runs.** A training curve from one seed is an anecdote. :func:`mean_ci` gives the
+  mean of a few runs with a Student-t interval; :func:`paired_difference` compares two arms run
+  with the same seeds (same data order, same everything but the treatment), which is far more
+  sensitive than comparing two independent means. Chapter 2 uses them for the He et al. (2015)
+  experiment, Chapter 5 for its seed statistics.
+* **Checking Monte-Carlo estimates honestly.** A notebook that asserts "the sample variance is
+  close to the theory" needs a tolerance derived from the sample size, not one widened until the
+  assert passes. :func:`mean_tolerance` and :func:`variance_tolerance` return such bounds
+  (``sigmas`` standard errors); Chapter 2, section "Checking a claim by Monte Carlo", explains
+  them.
+
+Only NumPy and SciPy are imported.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Interval",
+    "PairedComparison",
+    "mean_ci",
+    "paired_difference",
+    "mean_tolerance",
+    "variance_tolerance",
+    "std_tolerance",
+    "sum_kurtosis",
+    "KURTOSIS",
+]
+
+def _truncated_normal_kurtosis(cut: float) -> float:
+    """Kurtosis of N(0, 1) restricted to [-cut, cut], from the truncated moments
+    m2 = 1 - 2·cut·φ(cut)/Z and m4 = 3·m2 - 2·cut³·φ(cut)/Z with Z = Φ(cut) - Φ(-cut)."""
+    density = math.exp(-cut**2 / 2) / math.sqrt(2 * math.pi)
+    mass = math.erf(cut / math.sqrt(2))
+    second = 1 - 2 * cut * density / mass
+    fourth = 3 * second - 2 * cut**3 * density / mass
+    return fourth / second**2
+
+
+#: Kurtosis ``E[(X - mu)^4] / sigma^4`` of the distributions initializers draw from. The
+#: truncated normal is cut at two standard deviations of the underlying normal, as in Keras's
+#: ``TruncatedNormal`` and in ``torch.nn.init.trunc_normal_`` with ``a=-2·std, b=2·std``.
+KURTOSIS: dict[str, float] = {
+    "normal": 3.0,
+    "uniform": 9.0 / 5.0,
+    "truncated_normal": _truncated_normal_kurtosis(2.0),
+}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided confidence interval.
+
+    Attributes
+    ----------
+    mean
+        The sample mean.
+    low, high
+        The interval's end points.
+    confidence
+        The nominal coverage, e.g. 0.95.
+    n
+        The number of values the interval is computed from.
+    """
+
+    mean: float
+    low: float
+    high: float
+    confidence: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's length (the "±" part)."""
+        return (self.high - self.low) / 2
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        percent = f"{100 * self.confidence:g}%"
+        return f"{self.mean:.4g} ({percent} CI {self.low:.4g} to {self.high:.4g}, n={self.n})"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """The result of :func:`paired_difference`: ``a - b`` over matched pairs.
+
+    Attributes
+    ----------
+    difference
+        The mean of ``a - b`` with its Student-t interval.
+    t_statistic, p_value
+        The paired t-test of "mean difference = 0" (two-sided).
+    wilcoxon_p_value
+        The two-sided p-value of the Wilcoxon signed-rank test, which does not assume the
+        differences are normal (``None`` if every difference is zero). With ``n`` pairs it can
+        never go below ``2 / 2**n`` (0.25 for 3 pairs), so it needs more pairs than the t-test
+        to reach a small p-value.
+    """
+
+    difference: Interval
+    t_statistic: float
+    p_value: float
+    wilcoxon_p_value: float | None
+
+    def __str__(self) -> str:
+        wilcoxon = "n/a" if self.wilcoxon_p_value is None else f"{self.wilcoxon_p_value:.3g}"
+        return (f"mean difference {self.difference}; paired t = {self.t_statistic:.3g}, "
+                f"p = {self.p_value:.3g}; Wilcoxon p = {wilcoxon}")
+
+
+def _values(values: Any, argument: str, minimum: int = 2) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{argument} must be a sequence of numbers, got {values!r}") from err
+    if array.ndim != 1:
+        raise ValueError(f"{argument} must be one-dimensional, got shape {array.shape}")
+    if array.size < minimum:
+        raise ValueError(
+            f"{argument} must hold at least {minimum} values for an interval, got {array.size}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{argument} must be finite, got {array}")
+    return array
+
+
+def _confidence(confidence: Any) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) \
+            or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number strictly between 0 and 1, got {confidence!r}")
+    return float(confidence)
+
+
+def mean_ci(values: Any, confidence: float = 0.95) -> Interval:
+    """Mean of ``values`` with a two-sided Student-t confidence interval.
+
+    The interval ``mean ± t_{(1+c)/2, n-1} · s / sqrt(n)`` covers the true mean with probability
+    ``confidence`` when the values are independent draws from a normal distribution, and
+    approximately so otherwise. With 3 seeds the t quantile is 4.30 (not 1.96): few runs buy a
+    wide interval, which is the honest answer. Chapter 2, "He et al. in small", uses it.
+
+    Parameters
+    ----------
+    values
+        At least two finite numbers, e.g. one final loss per seed.
+    confidence
+        Nominal coverage, strictly between 0 and 1.
+
+    Returns
+    -------
+    Interval
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is not a 1-D sequence of at least two finite numbers, or ``confidence`` is
+        not in (0, 1).
+    """
+    from scipy import stats
+
+    array = _values(values, "values")
+    level = _confidence(confidence)
+    n = array.size
+    mean = float(array.mean())
+    half = float(stats.t.ppf((1 + level) / 2, df=n - 1) * array.std(ddof=1) / math.sqrt(n))
+    return Interval(mean, mean - half, mean + half, level, n)
+
+
+def paired_difference(a: Any, b: Any, confidence: float = 0.95) -> PairedComparison:
+    """Compare two arms run on the same seeds: mean of ``a - b``, its interval and p-values.
+
+    Pairing removes the seed-to-seed variation both arms share (same data order, same
+    initial draws where the arms allow it), so a paired comparison detects a smaller difference
+    than two independent intervals would. Chapter 2, "He et al. in small", uses it; Chapter 5
+    reuses it for its seed statistics.
+
+    Parameters
+    ----------
+    a, b
+        Equal-length sequences of at least two finite numbers; ``a[i]`` and ``b[i]`` come from
+        the same seed.
+    confidence
+        Nominal coverage of the interval for the mean difference.
+
+    Returns
+    -------
+    PairedComparison
+        The mean difference with its t-interval, the paired t statistic and two-sided p-value,
+        and the Wilcoxon signed-rank p-value.
+
+    Raises
+    ------
+    ValueError
+        If ``a`` or ``b`` is not a 1-D sequence of at least two finite numbers, or their lengths
+        differ, or ``confidence`` is not in (0, 1).
+    """
+    from scipy import stats
+
+    first = _values(a, "a")
+    second = _values(b, "b")
+    if first.size != second.size:
+        raise ValueError(
+            f"a and b must have the same length (one value per seed), got {first.size} and "
+            f"{second.size}"
+        )
+    differences = first - second
+    interval = mean_ci(differences, confidence)
+    spread = differences.std(ddof=1)
+    if spread == 0:
+        # All differences equal: the t statistic is infinite unless they are all zero.
+        t_statistic = 0.0 if interval.mean == 0 else math.copysign(math.inf, interval.mean)
+        p_value = 1.0 if interval.mean == 0 else 0.0
+    else:
+        t_statistic = float(interval.mean / (spread / math.sqrt(differences.size)))
+        p_value = float(2 * stats.t.sf(abs(t_statistic), df=differences.size - 1))
+    wilcoxon = None
+    if np.any(differences != 0):
+        wilcoxon = float(stats.wilcoxon(first, second, alternative="two-sided").pvalue)
+    return PairedComparison(interval, t_statistic, p_value, wilcoxon)
+
+
+def _positive_int(value: Any, argument: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _positive_float(value: Any, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{argument} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def mean_tolerance(std: float, n: int, sigmas: float = 5.0) -> float:
+    """How far a mean of ``n`` independent draws may stray from the true mean: ``sigmas·std/√n``.
+
+    The standard error of a sample mean is ``std / sqrt(n)``. A 5-sigma bound fails by chance
+    with probability below 6e-7 for a normal estimate (by the central limit theorem, the
+    sample mean of many draws is close to normal), so an assert using it fails only when the
+    claim it checks is wrong. Chapter 2 uses it for every "E[...] = ..." check.
+
+    Parameters
+    ----------
+    std
+        The standard deviation of *one* draw (known from theory, or estimated from a large
+        sample).
+    n
+        The number of independent draws averaged.
+    sigmas
+        How many standard errors to allow.
+
+    Raises
+    ------
+    ValueError
+        If ``std`` or ``sigmas`` is not a positive finite number, or ``n`` not an integer >= 1.
+    """
+    spread = _positive_float(std, "std")
+    count = _positive_int(n, "n")
+    width = _positive_float(sigmas, "sigmas")
+    return width * spread / math.sqrt(count)
+
+
+def variance_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> float:
+    """Relative tolerance of an unbiased sample variance of ``n`` independent draws.
+
+    For draws with kurtosis ``κ = E[(X-μ)^4]/σ^4`` the sample variance ``s²`` (divisor ``n-1``)
+    has ``Var[s²] / σ^4 = 2/(n-1) + (κ-3)/n``, which is ``2/(n-1)`` for normal data (``κ = 3``).
+    The function returns ``sigmas`` times the square root of that, so
+
+    ``abs(s² / σ² - 1) <= variance_tolerance(n, sigmas, κ)``
+
+    fails by chance with a probability of the order of a ``sigmas``-sigma event. Chapter 2,
+    "Checking a claim by Monte Carlo", derives it.
+
+    Parameters
+    ----------
+    n
+        Number of independent draws, at least 2.
+    sigmas
+        How many standard errors to allow.
+    kurtosis
+        The kurtosis of one draw (not the excess): 3 for a normal, 1.8 for a uniform, see
+        :data:`KURTOSIS` and :func:`sum_kurtosis`. Must be at least 1 (every distribution's is).
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an integer >= 2, ``sigmas`` not positive, or ``kurtosis`` below 1.
+    """
+    count = _positive_int(n, "n", minimum=2)
+    width = _positive_float(sigmas, "sigmas")
+    if isinstance(kurtosis, bool) or not isinstance(kurtosis, (int, float, np.floating)) \
+            or not kurtosis >= 1 or not math.isfinite(kurtosis):
+        raise ValueError(f"kurtosis must be a finite number >= 1 (E[(X-mu)^4]/sigma^4, 3 for a "
+                         f"normal), got {kurtosis!r}")
+    relative_variance = 2 / (count - 1) + (float(kurtosis) - 3) / count
+    return width * math.sqrt(max(relative_variance, 0.0))
+
+
+def std_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> float:
+    """Relative tolerance of a sample standard deviation: half of :func:`variance_tolerance`.
+
+    By the delta method, ``s/σ - 1 ≈ (s²/σ² - 1)/2`` when the relative error is small, so the
+    standard error halves. Use it when the claim is about a std (for example Keras's truncated
+    normal std); Chapter 2 does.
+
+    Raises
+    ------
+    ValueError
+        As :func:`variance_tolerance`.
+    """
+    return variance_tolerance(n, sigmas, kurtosis) / 2
+
+
+def sum_kurtosis(term_kurtosis: float, n_terms: int) -> float:
+    """Kurtosis of a sum of ``n_terms`` independent, identically distributed terms.
+
+    Cumulants add over independent terms, so the excess kurtosis (``κ - 3``) of the sum is the
+    terms' excess divided by ``n_terms``: sums become more normal. For a product ``w·x`` of
+    independent zero-mean factors, the term's kurtosis is ``κ_w · κ_x``. Chapter 2 uses this for
+    the tolerance of ``Var[Σ w_i x_i]``.
+
+    Raises
+    ------
+    ValueError
+        If ``term_kurtosis`` is below 1 or ``n_terms`` is not an integer >= 1.
+    """
+    if isinstance(term_kurtosis, bool) or not isinstance(term_kurtosis, (int, float, np.floating)) \
+            or not term_kurtosis >= 1:
+        raise ValueError(f"term_kurtosis must be a number >= 1, got {term_kurtosis!r}")
+    count = _positive_int(n_terms, "n_terms")
+    return 3.0 + (float(term_kurtosis) - 3.0) / count

@@ -15,3 +15,21 @@ def test_book_builds_without_warnings(tmp_path):
     html = tmp_path / "_build" / "html"
     assert (html / "index.html").exists()
     assert (html / "notebooks" / "00_setup.html").exists()
+
+
+def test_solution_markers_are_stripped_for_the_book_only():
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "book" / "_ext"))
+    from course_book import strip_solution_markers
+
+    notebook = {"cells": [
+        {"cell_type": "code", "source": ["def f():\n", "    ### BEGIN SOLUTION\n",
+                                         "    return 1\n", "    ### END SOLUTION\n"]},
+        {"cell_type": "markdown", "source": "### BEGIN SOLUTION\n"},
+    ]}
+    stripped = json.loads(strip_solution_markers(json.dumps(notebook)))
+    assert stripped["cells"][0]["source"] == ["def f():\n", "    return 1\n"]
+    assert stripped["cells"][1]["source"] == "### BEGIN SOLUTION\n"  # markdown untouched

@@ -8,6 +8,7 @@ that the bootstrap installs only the course's own package and reinstalls nothing
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -38,8 +39,11 @@ def test_bootstrap_cell_pins_the_version():
     import utils
 
     source = bootstrap_cell_source("https://github.com/o/n", course_ref())
-    assert f'COURSE_PACKAGE = "initialization-matters @ git+https://github.com/o/n@v{utils.__version__}"' in source
-    compile(source, "<bootstrap>", "exec")  # valid Python, no IPython magics needed
+    namespace: dict = {}
+    exec(compile(source, "<bootstrap>", "exec"), namespace)  # valid Python, no IPython magics
+    assert namespace["COURSE_PACKAGE"] == \
+        f"initialization-matters @ git+https://github.com/o/n@v{utils.__version__}"
+    assert max(len(line) for line in source.splitlines()) <= 99
 
 
 @pytest.mark.parametrize("url, ref, message", [
@@ -86,8 +90,9 @@ def test_bootstrap_installs_only_the_course_offline(tmp_path):
     before = set(os.listdir(site))
 
     # The notebook's own cell, pointed at this checkout; a fake google.colab module.
-    cell = bootstrap_cell_source("https://github.com/o/n", "v0").replace(
-        'git+https://github.com/o/n@v0', ROOT.as_uri())
+    cell = re.sub(r"^COURSE_PACKAGE = .*$", f'COURSE_PACKAGE = "initialization-matters @ {ROOT.as_uri()}"',
+                  bootstrap_cell_source("https://github.com/o/n", "v0"), flags=re.M)
+    assert ROOT.as_uri() in cell
     fake_colab = tmp_path / "fake" / "google"
     (fake_colab / "colab").mkdir(parents=True)
     (fake_colab / "__init__.py").write_text("")

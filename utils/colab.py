@@ -31,12 +31,15 @@ _BOOTSTRAP_TEMPLATE = '''\
 # `utils` package at the version this notebook was written for; TensorFlow, Keras and torch
 # stay Colab's own (never reinstalled). In a clone of the course it does nothing.
 import importlib.util, os, sys
-COURSE_PACKAGE = "{package} @ git+{url}@{ref}"
-if "google.colab" in sys.modules and importlib.util.find_spec("utils") is None:
+COURSE_REPOSITORY = "{url}"
+COURSE_PACKAGE = f"{package} @ git+{{COURSE_REPOSITORY}}@{ref}"
+HAS_UTILS = importlib.util.find_spec("utils") is not None
+if "google.colab" in sys.modules and not HAS_UTILS:
     import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", COURSE_PACKAGE], check=True)
-elif importlib.util.find_spec("utils") is None and os.path.isdir("../utils"):
-    sys.path.insert(0, os.path.abspath(".."))  # a clone opened without `make`'s environment'''
+    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run(pip + [COURSE_PACKAGE], check=True)
+elif not HAS_UTILS and os.path.isdir("../utils"):
+    sys.path.insert(0, os.path.abspath(".."))  # a clone opened without `make`'''
 
 
 def repository_url(config_path: str | Path) -> str:

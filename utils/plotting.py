@@ -33,6 +33,7 @@ __all__ = [
     "OKABE_ITO",
     "PALETTE",
     "COLORS",
+    "FRAMEWORK_COLORS",
     "weight_histograms",
     "weight_summary",
     "activation_histograms",
@@ -58,6 +59,8 @@ OKABE_ITO: dict[str, str] = {
 #: The palette in the order the course cycles through it for lines (yellow last: low contrast).
 PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9",
                             "#000000", "#F0E442")
+#: One colour per framework, the same in every chapter's figures.
+FRAMEWORK_COLORS: dict[str, str] = {"keras": OKABE_ITO["blue"], "torch": OKABE_ITO["vermillion"]}
 #: What each colour means in the histogram figures.
 COLORS: dict[str, str] = {
     "sample": OKABE_ITO["blue"],

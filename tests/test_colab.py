@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -89,10 +90,18 @@ def test_bootstrap_installs_only_the_course_offline(tmp_path):
     (site / "preinstalled.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     before = set(os.listdir(site))
 
-    # The notebook's own cell, pointed at this checkout; a fake google.colab module.
-    cell = re.sub(r"^COURSE_PACKAGE = .*$", f'COURSE_PACKAGE = "initialization-matters @ {ROOT.as_uri()}"',
+    # The notebook's own cell, pointed at a copy of this checkout (pip builds a local project in
+    # place, and its build/ folder must not land in the working tree); a fake google.colab.
+    source = tmp_path / "course"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "utils", source / "utils",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    package = f'COURSE_PACKAGE = "initialization-matters @ {source.as_uri()}"'
+    cell = re.sub(r"^COURSE_PACKAGE = .*$", package,
                   bootstrap_cell_source("https://github.com/o/n", "v0"), flags=re.M)
-    assert ROOT.as_uri() in cell
+    assert source.as_uri() in cell
     fake_colab = tmp_path / "fake" / "google"
     (fake_colab / "colab").mkdir(parents=True)
     (fake_colab / "__init__.py").write_text("")

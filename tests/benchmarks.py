@@ -1,7 +1,7 @@
 """Benchmarks run by ``make bench`` (after the notebooks): how long the plotting helpers take.
 
 The issue's budget: a 25-million-parameter model draws in at most 3 s on the 2-core machine.
-"Draws" means the whole figure, rendered to PNG at the notebooks' resolution, not only the
+"Draws" means the whole figure, rendered to PNG at the notebooks' resolution (90 dpi), not only the
 call that builds it. ``python -m tests.benchmarks`` runs this file alone.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _timed(draw: Callable[[], Any]) -> float:
 
     start = time.perf_counter()
     fig = draw()
-    fig.savefig(io.BytesIO(), format="png", dpi=70)
+    fig.savefig(io.BytesIO(), format="png", dpi=90)
     elapsed = time.perf_counter() - start
     plt.close(fig)
     return elapsed

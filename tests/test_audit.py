@@ -7,7 +7,10 @@ import random
 import numpy as np
 import pytest
 
+from utils.stats import variance_tolerance
+
 from utils.audit import (
+    FLOAT32_SLACK,
     KERAS_TORCH_PAIRS,
     PROBE_SIZES,
     Candidate,
@@ -21,7 +24,7 @@ from utils.audit import (
     variance_standard_error,
 )
 
-KEYS = {"framework", "layer", "parameter", "initializer", "details", "shape", "std"}
+KEYS = {"framework", "layer", "parameter", "initializer", "details", "shape", "std", "n"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +48,8 @@ def test_keras_rows_are_complete(keras_rows):
     assert len({row["layer"] for row in keras_rows}) >= 15
     keys = [(row["layer"], row["parameter"]) for row in keras_rows]
     assert len(keys) == len(set(keys))
+    # Keras's std is measured on the one probe layer's tensor
+    assert all(row["n"] == math.prod(row["shape"]) for row in keras_rows)
 
 
 def test_keras_defaults_of_the_installed_version(keras_rows):
@@ -160,8 +165,9 @@ def test_torch_audit_is_deterministic_and_leaves_the_generator_alone():
 
 def test_torch_pooled_samples_reach_min_samples(torch_rows):
     for row in torch_rows:
-        n = int(row["details"].split("n=")[1].split(")")[0])
-        assert n >= 20_000, row
+        assert row["n"] >= 20_000, row
+        assert f"n={row['n']})" in row["details"], row
+        assert row["n"] % math.prod(row["shape"]) == 0, row  # whole constructions pooled
 
 
 # ------------------------------------------------------------------------ match_distribution
@@ -297,6 +303,13 @@ def test_variance_standard_error_against_monte_carlo():
     variances = rng.uniform(-1, 1, size=(4000, 50)).var(axis=1, ddof=1)
     assert variances.std() == pytest.approx(variance_standard_error(1 / 3, 50, 9 / 5), rel=0.06)
     assert variance_standard_error(1.0, 10**6, 3.0) == pytest.approx(math.sqrt(2 / (10**6 - 1)))
+    # the same formula as Chapter 2's relative tolerance, in absolute units
+    for variance, n, kurtosis in [(0.25, 50, 9 / 5), (3.0, 1000, 3.0), (1.0, 7, 1.0)]:
+        assert variance_standard_error(variance, n, kurtosis) == pytest.approx(
+            variance * variance_tolerance(n, sigmas=1.0, kurtosis=kurtosis), rel=1e-12)
+        # and the textbook form sqrt(kappa/n - (n-3)/(n(n-1)))
+        assert variance_standard_error(variance, n, kurtosis) == pytest.approx(
+            variance * math.sqrt(kurtosis / n - (n - 3) / (n * (n - 1))), rel=1e-12)
     for kwargs, message in [({"n": 1}, "n must be an integer >= 2"),
                             ({"variance": -1.0}, "variance must be >= 0"),
                             ({"kurtosis": 0.5}, "kurtosis must be >= 1")]:
@@ -326,6 +339,11 @@ def test_bound_matches():
     assert not bound_matches(sample, 0.49)    # values beyond the bound
     assert not bound_matches(sample, 0.51)    # the largest |x| falls far short of the bound
     assert bound_matches(np.float32(sample), 0.5)
+    # float32 rounding room: a value just inside FLOAT32_SLACK passes, one outside fails
+    edge = np.r_[sample, 0.5 * (1 + FLOAT32_SLACK / 2)]
+    assert bound_matches(edge, 0.5)
+    assert not bound_matches(np.r_[sample, 0.5 * (1 + 2 * FLOAT32_SLACK)], 0.5)
+    assert FLOAT32_SLACK == 16 * 2.0**-24
     for bound in (0, -1.0, "1"):
         with pytest.raises(ValueError, match="bound must be a positive number"):
             bound_matches(sample, bound)

@@ -83,6 +83,97 @@ def test_orthogonal_entry_law_against_independent_draws():
     assert stats.kstest(entries, as_normal.cdf).statistic < ks + 0.05
 
 
+def test_orthogonal_entry_law_holds_for_keras_draws():
+    """The same marginal for Keras's Orthogonal (a 4 x 3 kernel: Beta(3/2, 3/2) entries).
+
+    1,000 seeded draws take about a second; the DKW bound is the five-sigma one.
+    """
+    import keras
+
+    shape, n_matrices = (4, 3), 1000
+    entries = np.array([keras.initializers.Orthogonal(seed=seed)(shape).numpy()[0, 0]
+                        for seed in range(n_matrices)], dtype=np.float64)
+    ks = stats.kstest(entries, orthogonal(shape).cdf).statistic
+    assert ks <= math.sqrt(math.log(2 / Z5_ALPHA) / (2 * n_matrices))
+
+
+def test_keras_truncation_constant_is_the_course_one():
+    from utils.variance import TRUNCATED_NORMAL_STD
+
+    assert KERAS_TRUNCATION_STD_FACTOR is TRUNCATED_NORMAL_STD
+    he = keras_distribution("he_normal", (300, 200))
+    assert he.kurtosis == pytest.approx(stats.truncnorm.stats(-2, 2, moments="k") + 3, rel=1e-10)
+
+
+def test_orthogonal_layouts_and_errors():
+    keras_view = orthogonal((3, 3, 16, 8))
+    torch_view = orthogonal((8, 16, 3, 3), layout="torch")
+    assert keras_view.matrix_shape == (144, 8) and torch_view.matrix_shape == (8, 144)
+    assert keras_view.dim == torch_view.dim == 144 and keras_view.std == torch_view.std
+    with pytest.raises(ValueError, match="layout must be 'keras' or 'torch'"):
+        orthogonal((4, 4), layout="jax")
+    with pytest.raises(ValueError, match="gain must be non-zero"):
+        orthogonal((4, 4), gain=0.0)
+    assert keras_distribution("orthogonal", (4, 4)).matrix_shape == (4, 4)
+    import keras
+
+    assert keras_distribution(keras.initializers.Orthogonal(gain=0.0), (4, 4)).is_constant
+
+
+def _torch_orthogonal(shape, gain, seed):
+    import torch
+
+    weight = torch.empty(shape)
+    torch.nn.init.orthogonal_(weight, gain=gain, generator=torch.Generator().manual_seed(seed))
+    return weight.numpy()
+
+
+ORTHOGONAL_CASES = [((2, 2), 3.0), ((3, 3), 0.5), ((5, 40), 1.0), ((40, 5), 2.0),
+                    ((3, 3, 16, 8), 1.0), ((2, 7, 7), 0.5), ((256, 256), 1.0), ((64, 700), 1.3)]
+
+
+@pytest.mark.parametrize("shape, gain", ORTHOGONAL_CASES)
+def test_check_sample_confirms_orthogonality_in_both_layouts(shape, gain):
+    """Tolerance 4 n eps: both frameworks measure at most about 1.6 n eps (2 x 2, gain 3)."""
+    import keras
+
+    eps = np.finfo(np.float32).eps
+    for seed in range(3):
+        drawn = keras.initializers.Orthogonal(gain=gain, seed=seed)(shape).numpy()
+        check = check_sample(drawn, orthogonal(shape, gain))
+        assert check.ok, (shape, gain, check)
+        assert check.orthogonality_error <= check.orthogonality_tolerance
+        assert check.orthogonality_tolerance == 4 * max(orthogonal(shape).matrix_shape) * eps
+        weight = _torch_orthogonal(shape, gain, seed)
+        assert check_sample(weight, orthogonal(shape, gain, layout="torch")).ok, (shape, gain)
+
+
+def test_check_sample_rejects_matrices_that_are_not_orthogonal():
+    """Independent entries with the orthogonal std pass the moment tests but not the Gram test."""
+    import keras
+
+    rng = np.random.default_rng(4)
+    n = 64
+    dist = orthogonal((n, n))
+    signs = rng.choice([-1.0, 1.0], size=(n, n)) / math.sqrt(n)  # every entry exactly ±1/8
+    gaussian = rng.normal(0.0, 1 / math.sqrt(n), size=(n, n))
+    for fake in (signs, gaussian):
+        check = check_sample(fake.astype(np.float32), dist)
+        assert check.failures == ("orthogonality",), check
+        # independent entries: off-diagonal Gram entries of order 1/sqrt(n), not float32 ulps
+        assert check.orthogonality_error > 0.1
+    drawn = keras.initializers.Orthogonal(seed=1)((n, n)).numpy()
+    assert "orthogonality" in check_sample(drawn, orthogonal((n, n), gain=1.01)).failures
+    nudged = drawn.copy()
+    nudged[0, 0] += 1e-3  # one entry off by 1e-3: far beyond rounding
+    assert check_sample(nudged, dist).failures == ("orthogonality",)
+    # a subsample, or values without the tensor's size, cannot be reshaped: the test is skipped
+    partial = check_sample(drawn.ravel()[:1000], dist)
+    assert partial.ok and partial.orthogonality_error is None
+    subsample = check_sample(drawn.ravel(), dist, population=n * n)
+    assert subsample.orthogonality_error is None
+
+
 def test_constant_and_unknown_behave():
     c = constant(0.4)
     assert c.is_constant and c.value == 0.4 and c.std == 0.0 and c.bounds == (0.4, 0.4)

@@ -101,3 +101,43 @@ def test_toc_files_exist():
     toc = (ROOT / "_toc.yml").read_text()
     for entry in re.findall(r"(?:file|root):\s*(\S+)", toc):
         assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+
+
+MAX_LINE = 99  # what fits the book's code column on a 1280-pixel screen (book/_static/course.css)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_lines_fit_the_page(path):
+    nb = json.loads(path.read_text())
+    long_lines = []
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        texts = ["".join(cell["source"])] + ["".join(o.get("text", "")) for o in cell["outputs"]
+                                             if o["output_type"] == "stream"]
+        long_lines += [(index, len(line)) for text in texts for line in text.splitlines()
+                       if len(line) > MAX_LINE]
+    assert not long_lines, f"{path.name}: lines over {MAX_LINE} characters (cell, length): {long_lines}"
+
+
+def _numbered_chapters() -> list[str]:
+    """Notebook stems in the parts of _toc.yml marked `numbered: true`."""
+    stems, numbered = [], False
+    for line in (ROOT / "_toc.yml").read_text().splitlines():
+        if line.strip().startswith("- caption:"):
+            numbered = False
+        elif line.strip() == "numbered: true":
+            numbered = True
+        elif numbered and (match := re.search(r"file:\s*notebooks/(\S+)", line)):
+            stems.append(match.group(1))
+    return stems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_numbered_chapter_titles_carry_no_hand_written_number(path):
+    first = json.loads(path.read_text())["cells"][0]
+    title = "".join(first["source"]).splitlines()[0]
+    assert title.startswith("# "), f"{path.name}: the first cell must be the chapter title"
+    if path.stem in _numbered_chapters():
+        assert not re.match(r"#\s*\d", title), \
+            f"{path.name}: the book numbers this chapter; drop the number from {title!r}"

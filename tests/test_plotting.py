@@ -17,10 +17,15 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from utils import plotting  # noqa: E402
-from utils.frameworks import parameters  # noqa: E402
-from utils.plotting import (COLORS, OKABE_ITO, PALETTE, activation_histograms,  # noqa: E402
-                            activation_summary, compact_inline_figures, gradient_histograms,
-                            mean_band, plot_mean_band, weight_histograms, weight_summary)
+from utils.frameworks import parameters, trace  # noqa: E402
+from utils.plotting import (COLORS, FONT_SIZES, FRAMEWORK_COLORS, NEUTRAL,  # noqa: E402
+                            OKABE_ITO, PALETTE, activation_histograms,
+                            compact_inline_figures, gradient_histograms, mean_band,
+                            plot_mean_band, weight_histograms, weight_summary)
+from utils.variance import layer_statistics  # noqa: E402
+
+#: The course's figures are stored at 90 dpi; text below 9 pixels there is hard to read.
+COURSE_DPI, MIN_TEXT_PIXELS = 90, 9.0
 
 
 @pytest.fixture(autouse=True)
@@ -69,15 +74,61 @@ def _texts(ax) -> list[str]:
 
 
 def _theory_lines(ax) -> list:
-    return [line for line in ax.get_lines()
-            if matplotlib.colors.same_color(line.get_color(), COLORS["theory"])]
+    """The initializer's density: solid lines in the theory colour."""
+    return [line for line in ax.get_lines() if line.get_linestyle() == "-"
+            and matplotlib.colors.same_color(line.get_color(), COLORS["theory"])]
+
+
+def _visible_texts(fig: Figure) -> list:
+    """Every non-empty text artist of a rendered figure (titles, notes, ticks, legends)."""
+    fig.canvas.draw()
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()]
+
+
+def _framework_coloured_artists(fig: Figure) -> list:
+    framework = list(FRAMEWORK_COLORS.values())
+    found = []
+    for ax in fig.axes:
+        for artist in ax.get_lines() + ax.patches + ax.collections:
+            colours = []
+            if hasattr(artist, "get_color"):
+                colours.append(artist.get_color())
+            if hasattr(artist, "get_facecolor"):
+                colours.append(artist.get_facecolor())
+            for colour in colours:
+                values = np.atleast_2d(matplotlib.colors.to_rgba_array(colour))
+                if any(matplotlib.colors.same_color(v[:3], f) for v in values for f in framework):
+                    found.append(artist)
+    return found
 
 
 # ---- palette -----------------------------------------------------------------------------
 
-def test_palette_is_okabe_ito():
+def test_palette_keeps_the_framework_colours_for_frameworks():
     assert set(PALETTE) == set(OKABE_ITO.values()) and len(PALETTE) == 8
-    assert all(colour in OKABE_ITO.values() for colour in COLORS.values())
+    # the first five series of any figure never look like a framework
+    assert not set(PALETTE[:5]) & set(FRAMEWORK_COLORS.values())
+    assert PALETTE[-1] == OKABE_ITO["yellow"]
+    assert not set(COLORS.values()) & set(FRAMEWORK_COLORS.values())
+    assert COLORS["sample"] == NEUTRAL
+    assert all(c in OKABE_ITO.values() for role, c in COLORS.items() if role != "sample")
+
+
+def test_text_is_readable_at_the_course_resolution(keras_model, torch_model, batch):
+    assert min(FONT_SIZES.values()) * COURSE_DPI / 72 >= MIN_TEXT_PIXELS
+    figures = [weight_histograms(keras_model), weight_summary(torch_model),
+               activation_histograms(torch_model, batch[0]),
+               gradient_histograms(keras_model, *batch, "cross_entropy")]
+    for fig in figures:
+        small = [(t.get_text(), t.get_fontsize()) for t in _visible_texts(fig)
+                 if t.get_fontsize() * COURSE_DPI / 72 < MIN_TEXT_PIXELS]
+        assert not small, small
+
+
+def test_histograms_use_no_framework_colour(keras_model, torch_model, batch):
+    for fig in (weight_histograms(keras_model), weight_histograms(torch_model),
+                activation_histograms(keras_model, batch[0]), weight_summary(keras_model)):
+        assert not _framework_coloured_artists(fig)
 
 
 # ---- weights -----------------------------------------------------------------------------
@@ -184,11 +235,15 @@ def test_paging_keeps_many_layers_readable():
 def test_weight_summary_marks_theory_and_constants(keras_model):
     fig = weight_summary(keras_model)
     ax = fig.axes[0]
-    theory_marks = _theory_lines(ax)
+    theory_marks = [line for line in ax.get_lines()
+                    if line.get_marker() == "_" and line.get_markersize() == 9]
     assert len(theory_marks) == 3  # one ±1 std mark per kernel (biases and BN are constants)
+    bound_marks = [line for line in ax.get_lines()
+                   if line.get_marker() == "_" and line.get_markersize() == 6]
+    assert len(bound_marks) == 3  # Glorot uniform kernels are bounded
     constant_marks = [line for line in ax.get_lines() if line.get_marker() == "D"]
     assert len(constant_marks) == 5
-    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+    assert ax.get_xlabel() and ax.get_ylabel() and (fig.legends or ax.get_legend())
 
 
 def test_axes_argument_composes_figures(keras_model, torch_model):
@@ -260,21 +315,73 @@ def test_half_precision_tensors_are_drawn():
 
 # ---- activations -------------------------------------------------------------------------
 
-def test_activation_summary_numbers_are_right(torch_model, batch):
-    import torch
+def _notes(fig: Figure) -> list[str]:
+    return [" ".join(_texts(ax)) for ax in _panels(fig)]
 
-    x = batch[0]
-    records = activation_summary(torch_model, x)
-    assert [r.name for r in records] == ["0", "1", "2", "3", "4"]
-    assert [r.kind for r in records] == [None, "tanh", None, "relu", None]
+
+@pytest.mark.parametrize("which", ["keras", "torch"])
+def test_activation_histograms_write_layer_statistics(which, keras_model, torch_model, batch):
+    """The numbers on the panels are utils.variance.layer_statistics', one per leaf layer."""
+    model = keras_model if which == "keras" else torch_model
+    fig = activation_histograms(model, batch[0])
+    rows = layer_statistics(model, batch[0])
+    panels = _panels(fig)
+    assert len(panels) == len(rows)
+    for ax, row in zip(panels, rows):
+        assert ax.get_title().startswith(f"{row.name} ({row.layer_type})")
+        texts = " ".join(_texts(ax))
+        assert f"std {row.std:.3g}" in texts
+        if row.fraction_saturated is not None:
+            assert f"|h| > 0.99: {100 * row.fraction_saturated:.1f} %" in texts
+        if "relu" in row.name or row.layer_type == "ReLU":
+            assert f"h = 0: {100 * row.fraction_zero:.1f} %" in texts
+            assert f"dead units: {100 * row.fraction_dead:.1f} %" in texts
+
+
+def test_saturation_lines_and_fractions_agree_with_layer_statistics():
+    """The dotted lines sit where layer_statistics starts counting, and the count agrees."""
+    import torch
+    import torch.nn as nn
+
+    # pre-activations spread evenly across artanh(0.99) = 2.647: about half the outputs sit on
+    # each side of the threshold, some within float32 rounding of it
+    layer = nn.Linear(1, 400)
     with torch.no_grad():
-        hidden = torch.tanh(torch_model[0](torch.from_numpy(x))).numpy()
-        relu = torch.relu(torch_model[2](torch.from_numpy(hidden))).numpy()
-    assert records[1].saturated_fraction == np.mean(np.abs(hidden) > 0.99)
-    assert records[1].std == pytest.approx(hidden.std(), rel=1e-6)
-    assert records[3].zero_fraction == np.mean(relu == 0)
-    assert records[3].dead_fraction == np.mean(np.all(relu == 0, axis=0))
-    assert records[1].zero_fraction is None and records[3].saturated_fraction is None
+        layer.weight.copy_(torch.linspace(1.8, 3.8, 400).reshape(400, 1))
+        layer.bias.zero_()
+    model = nn.Sequential(layer, nn.Tanh())
+    half = np.linspace(0.5, 1.5, 32, dtype=np.float32)
+    x = np.concatenate([-half, half]).reshape(64, 1)  # both tails, so both lines are in view
+    fig = activation_histograms(model, x, select="^1$")
+    ax = _panels(fig)[0]
+    dotted = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
+    assert dotted == pytest.approx([-0.99, 0.99])  # layer_statistics' default saturation
+    outputs = trace(model, x).layers[1].output
+    beyond_lines = np.mean((outputs < dotted[0]) | (outputs > dotted[1]))
+    row = layer_statistics(model, x)[1]
+    assert row.fraction_saturated == beyond_lines and 0.3 < beyond_lines < 0.7
+    assert f"{100 * row.fraction_saturated:.1f} %" in " ".join(_texts(ax))
+
+
+def test_sigmoid_thresholds_and_relu_dead_units(batch):
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((20,)),
+        keras.layers.Dense(16, activation="sigmoid", name="s"),
+        keras.layers.Dense(16, name="lin"),
+        keras.layers.Activation("tanh", name="t"),
+        keras.layers.ReLU(name="r"),
+        keras.layers.Dense(4, activation="relu", name="fused_relu"),
+    ])
+    notes = dict(zip(["s", "lin", "t", "r", "fused_relu"],
+                     _notes(activation_histograms(model, batch[0]))))
+    assert "h < 0.01 or > 0.99" in notes["s"] and "dead units" not in notes["s"]
+    assert "saturated" not in notes["lin"] and "dead units" not in notes["lin"]
+    assert "|h| > 0.99" in notes["t"]
+    strict = _notes(activation_histograms(model, batch[0], select="^t$", saturation=0.9))[0]
+    assert "|h| > 0.9:" in strict
+    assert "dead units" in notes["r"] and "dead units" in notes["fused_relu"]
 
 
 def test_dead_units_are_counted():
@@ -287,42 +394,8 @@ def test_dead_units_are_counted():
         layer.bias.copy_(torch.tensor([-100.0] * 3 + [100.0] * 7))  # units 0-2 can never fire
     model = nn.Sequential(layer, nn.ReLU())
     x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
-    relu = activation_summary(model, x, select="^1$")[0]
-    assert relu.kind == "relu" and relu.dead_fraction == pytest.approx(0.3)
-    assert relu.zero_fraction == pytest.approx(0.3)
-
-
-def test_keras_fused_and_layer_activations_are_recognised(batch):
-    import keras
-
-    model = keras.Sequential([
-        keras.Input((20,)),
-        keras.layers.Dense(16, activation="sigmoid", name="s"),
-        keras.layers.Dense(16, name="lin"),
-        keras.layers.Activation("tanh", name="t"),
-        keras.layers.ReLU(name="r"),
-        keras.layers.Dense(4, activation="relu", name="fused_relu"),
-    ])
-    kinds = {r.name: r.kind for r in activation_summary(model, batch[0])}
-    assert kinds == {"s": "sigmoid", "lin": None, "t": "tanh", "r": "relu",
-                     "fused_relu": "relu"}
-
-
-@pytest.mark.parametrize("which", ["keras", "torch"])
-def test_activation_histograms_panels_and_annotations(which, keras_model, torch_model, batch):
-    model = keras_model if which == "keras" else torch_model
-    fig = activation_histograms(model, batch[0], saturation=0.9)
-    records = activation_summary(model, batch[0], saturation=0.9)
-    panels = _panels(fig)
-    assert len(panels) == len(records)
-    for ax, record in zip(panels, records):
-        assert ax.get_title().startswith(f"{record.name} ({record.layer_type})")
-        texts = " ".join(_texts(ax))
-        if record.kind == "tanh":
-            assert f"{100 * record.saturated_fraction:.1f} %" in texts
-        if record.kind == "relu":
-            assert f"a = 0: {100 * record.zero_fraction:.1f} %" in texts
-            assert "dead units" in texts
+    note = _notes(activation_histograms(model, x, select="^1$"))[0]
+    assert "dead units: 30.0 %" in note and "h = 0: 30.0 %" in note
 
 
 def test_activation_input_shape_errors(keras_model, torch_model, batch):
@@ -331,11 +404,11 @@ def test_activation_input_shape_errors(keras_model, torch_model, batch):
     with pytest.raises(ValueError, match=r"x with shape \(128, 10\) could not be passed"):
         activation_histograms(torch_model, batch[0][:, :10])
     with pytest.raises(ValueError, match="x must be a non-empty batch"):
-        activation_summary(torch_model, np.zeros((0, 20), np.float32))
-    with pytest.raises(ValueError, match="saturation must be in"):
-        activation_summary(torch_model, batch[0], saturation=1.5)
+        activation_histograms(torch_model, np.zeros((0, 20), np.float32))
     with pytest.raises(ValueError, match="no layer output to draw"):
         activation_histograms(torch_model, batch[0], select="nothing")
+    with pytest.raises(ValueError, match="saturation must be a number strictly between"):
+        activation_histograms(torch_model, batch[0], saturation=1.5)
 
 
 # ---- gradients ---------------------------------------------------------------------------
@@ -348,7 +421,7 @@ def test_gradient_histograms_structure(which, keras_model, torch_model, batch):
     assert len(_panels(fig)) == len(parameters(model))
     assert "loss" in fig.get_suptitle()
     outputs = gradient_histograms(model, x, y, "cross_entropy", of="outputs")
-    assert len(_panels(outputs)) == len(activation_summary(model, x))
+    assert len(_panels(outputs)) == len(trace(model, x, y, "cross_entropy").layers)
     with pytest.raises(ValueError, match="of must be 'parameters' or 'outputs'"):
         gradient_histograms(model, x, y, "cross_entropy", of="weights")
     with pytest.raises(ValueError, match="loss must be one of"):
@@ -387,6 +460,8 @@ def test_mean_band_intervals():
         mean_band(runs[:1])
     with pytest.raises(ValueError, match="interval must be one of"):
         mean_band(runs, "iqr")
+    with pytest.raises(ValueError, match="runs must be finite"):
+        mean_band(np.array([[1.0, np.nan], [2.0, 3.0]]))
 
 
 def test_plot_mean_band_draws_line_and_band():
@@ -398,6 +473,9 @@ def test_plot_mean_band_draws_line_and_band():
     assert len(ax.collections) == 1  # the band
     second = plot_mean_band(np.arange(10), runs + 1, "Glorot", ax)
     assert second.get_color() != line.get_color()
+    assert not {line.get_color(), second.get_color()} & set(FRAMEWORK_COLORS.values())
+    plain = plot_mean_band(np.arange(10), runs, "LeCun", ax, describe=False)
+    assert plain.get_label() == "LeCun"
     with pytest.raises(ValueError, match=r"runs must have shape \(n_runs, len\(x\)\)"):
         plot_mean_band(np.arange(9), runs, "bad", ax)
 
@@ -446,7 +524,7 @@ def test_ten_million_parameters_draw_within_three_seconds():
     weight_histograms(nn.Linear(2, 2))  # first-call imports are not the budget's concern
     start = time.perf_counter()
     fig = weight_histograms(model)
-    fig.savefig(io.BytesIO(), format="png", dpi=70)
+    fig.savefig(io.BytesIO(), format="png", dpi=COURSE_DPI)
     elapsed = time.perf_counter() - start
     assert elapsed <= 3.0, f"{n_params:,} parameters took {elapsed:.2f} s"
 
@@ -457,4 +535,5 @@ def test_module_imports_no_framework():
 
     code = ("import sys, utils.plotting, utils.distributions; "
             "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=plotting.__file__.rsplit("/utils", 1)[0])
+    root = plotting.__file__.rsplit("/utils", 1)[0]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)

@@ -401,10 +401,108 @@ def test_check_initial_loss_flags_and_passes(framework):
 
     # blown-up logits (a constant kernel would shift every logit alike and change nothing)
     assign(kernel, np.random.default_rng(0).normal(scale=3.0, size=kernel.shape))
-    with pytest.warns(UserWarning, match="the measured loss"):
+    with pytest.warns(UserWarning, match="the random part of the logits adds"):
         blown = check_initial_loss(model, x, y, activation)
-    assert blown.measured > 2 * blown.predicted
+    assert blown.measured > 2 * blown.predicted and blown.excess > blown.rtol * blown.predicted
     assert "kernel_scale" in str(blown)
+
+
+def wide_classifier(framework, seed):
+    """The chapter's architecture: 64 hidden ReLU units, default initialisation."""
+    if framework == "keras":
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(64, "relu"),
+                                 keras.layers.Dense(4, "softmax")])
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 64), nn.ReLU(), nn.Linear(64, 4))
+
+
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_check_initial_loss_passes_default_inits_with_the_prior_and_flags_a_zero_bias(framework):
+    """Twenty seeds of a default-initialised model on standardised inputs: no false alarm once
+    the prior bias is set, and a zero bias always flagged (log 4 - H(p) = 0.354 exceeds
+    rtol * H(p) + sampling = 0.273 for the batch's profile [300, 120, 60, 20])."""
+    from utils.frameworks import assign
+
+    x, y, counts = classification_batch()
+    x = ((x - x.mean(0)) / x.std(0)).astype("float32")
+    activation = None if framework == "keras" else "softmax"
+    for seed in range(20):
+        model = wide_classifier(framework, seed)
+        assign(parameters(model)[-1], np.zeros(4))
+        zero = check_initial_loss(model, x, y, activation, warn=False)
+        assert not zero.ok and "not the label prior" in zero.message, (seed, zero)
+        set_prior_bias(model, counts, activation)
+        prior = check_initial_loss(model, x, y, activation, warn=False)
+        assert prior.ok, (seed, prior)
+        # the split of the measured loss is exact by construction
+        assert prior.excess == pytest.approx(prior.measured - prior.predicted - prior.first_order)
+
+
+def test_check_initial_loss_flags_the_logit_mistake_on_a_strong_imbalance():
+    """logit biases under a two-class softmax square the odds: on a 90/10 split that costs
+    39 % of H(p), beyond the default rtol = 25 %; the correct log prior passes."""
+    import torch.nn as nn
+
+    y = labels_with_counts([900, 100])
+    x = np.random.default_rng(0).normal(size=(len(y), 3)).astype("float32")
+    model = nn.Sequential(nn.Linear(3, 2))
+    p = np.array([0.9, 0.1])
+    from utils.frameworks import assign
+
+    assign(parameters(model)[-2], np.zeros((2, 3)))
+    assign(parameters(model)[-1], logit(p))
+    mistaken = check_initial_loss(model, x, y, "softmax", warn=False)
+    assert (mistaken.predicted - mistaken.optimum) / mistaken.optimum == pytest.approx(0.390,
+                                                                                       abs=5e-4)
+    assert not mistaken.ok and "not the label prior" in mistaken.message
+    set_prior_bias(model, [900, 100], "softmax")
+    assert check_initial_loss(model, x, y, "softmax", warn=False).ok
+
+
+def test_sampling_allowance_covers_chance_label_counts():
+    """Batches drawn at random from the prior the bias was set from are not flagged, even with
+    rare classes (expected count 2.6 per batch), where the chi-squared approximation of 2 n KL
+    fails: the allowance bounds KL by log(1 + X^2 / n) with Pearson's X^2 at five standard
+    deviations above its mean."""
+    import torch.nn as nn
+
+    prior = np.array([0.9, 0.07, 0.02, 0.01])
+    model = nn.Sequential(nn.Linear(3, 4))
+    set_prior_bias(model, prior, "softmax", kernel_scale=0.0)
+    rng = np.random.default_rng(0)
+    n = 256
+    variance = 2 * 3 + (np.sum(1 / prior) - 16 - 8 + 2) / n  # exact variance of Pearson's X^2
+    for _ in range(200):
+        y = rng.choice(4, size=n, p=prior)
+        x = rng.normal(size=(n, 3)).astype("float32")
+        result = check_initial_loss(model, x, y, "softmax", rtol=1e-9, warn=False)
+        assert result.sampling == pytest.approx(np.log1p((3 + 5 * np.sqrt(variance)) / n))
+        assert result.predicted - result.optimum <= result.sampling
+        # Jensen: KL(p || q) <= log(1 + chi^2(p || q)), the bound the allowance rests on
+        p = np.bincount(y, minlength=4) / n
+        assert result.predicted - result.optimum <= np.log(np.sum(p**2 / prior)) + 1e-12
+
+
+def test_pearson_variance_formula():
+    """The exact variance of Pearson's X^2 that the allowance uses, by simulation (5 s.e. of a
+    sample variance of 200,000 draws; X^2's kurtosis estimated from the same draws)."""
+    from utils.stats import variance_tolerance
+
+    q, n = np.array([0.9, 0.07, 0.02, 0.01]), 64
+    counts = np.random.default_rng(0).multinomial(n, q, size=200_000)
+    statistic = np.sum((counts - n * q) ** 2 / (n * q), axis=1)
+    expected = 2 * 3 + (np.sum(1 / q) - 16 - 8 + 2) / n
+    centred = statistic - statistic.mean()
+    kurtosis = np.mean(centred**4) / np.mean(centred**2) ** 2
+    assert abs(statistic.var(ddof=1) / expected - 1) <= variance_tolerance(
+        statistic.size, 5, kurtosis)
+    assert abs(statistic.mean() - 3) <= 5 * statistic.std() / np.sqrt(statistic.size)
 
 
 def test_check_initial_loss_sigmoid_both_frameworks():
@@ -440,6 +538,20 @@ def test_check_initial_loss_accepts_probability_rows_and_restores_train_mode():
     second = check_initial_loss(model, x, y, "softmax", warn=False)
     assert first.measured == second.measured  # dropout off during the check: deterministic
     assert model.training
+
+
+def test_report_lines_fit_the_page():
+    """The printed report keeps every line within the course's 99 characters, even with the
+    widest numbers the format strings can produce."""
+    from utils.priors import InitialLossCheck
+
+    report = InitialLossCheck(
+        activation="softmax", layer="backbone.head.classifier", examples=1_234_567,
+        measured=-1.23456e-05, predicted=-1.23456e-05, optimum=-1.23456e-05,
+        uniform=-1.23456e-05, first_order=-1.23456e-05, second_order=-1.23456e-05,
+        logit_std=-1.23456e-05, rtol=0.25, ok=False, message="CHECK: " + "word " * 60,
+        excess=-1.23456e-05, sampling=1e-3)
+    assert all(len(line) <= 99 for line in str(report).splitlines()), str(report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,6 +667,8 @@ def test_check_initial_loss_rejects():
         check_initial_loss(model, x, y, "softmax", outputs="scores")
     with pytest.raises(ValueError, match="rtol must be a positive number"):
         check_initial_loss(model, x, y, "softmax", rtol=0)
+    with pytest.raises(ValueError, match="sigmas must be a positive number"):
+        check_initial_loss(model, x, y, "softmax", sigmas=-1.0)
     with pytest.raises(ValueError, match="activation could not be inferred"):
         check_initial_loss(model, x, y)
     normalised = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4),

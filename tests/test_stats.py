@@ -13,7 +13,9 @@ import pytest
 from scipy import stats
 
 from utils.stats import (KURTOSIS, Interval, mean_ci, mean_tolerance, paired_difference,
-                         std_tolerance, sum_kurtosis, variance_tolerance)
+                         pointwise_mean_ci, require_int, require_positive, require_seed,
+                         std_tolerance, sum_kurtosis, truncated_normal_moments,
+                         variance_tolerance)
 
 
 def binomial_tolerance(p: float, repetitions: int) -> float:
@@ -169,3 +171,56 @@ def test_interval_is_a_plain_value():
     interval = Interval(1.0, 0.5, 1.5, 0.95, 3)
     assert interval.half_width == 0.5
     assert 0.5 in interval and 1.6 not in interval
+
+
+def test_pointwise_mean_ci_is_mean_ci_at_every_point():
+    runs = np.random.default_rng(4).normal(size=(5, 7))
+    mean, low, high = pointwise_mean_ci(runs, confidence=0.9)
+    for column in range(7):
+        interval = mean_ci(runs[:, column], confidence=0.9)
+        assert (mean[column], low[column], high[column]) == pytest.approx(
+            (interval.mean, interval.low, interval.high), rel=1e-14)
+    with pytest.raises(ValueError, match=r"runs must have shape \(n_runs >= 2, n_points\)"):
+        pointwise_mean_ci(runs[:1])
+    with pytest.raises(ValueError, match="runs must be finite"):
+        pointwise_mean_ci([[1.0, np.nan], [2.0, 3.0]])
+    with pytest.raises(ValueError, match="confidence must be a number strictly between 0 and 1"):
+        pointwise_mean_ci(runs, confidence=1.0)
+
+
+@pytest.mark.parametrize("low, high", [(-2, 2), (-1.5, 1.5), (1, 3), (-1, 4), (-100, 100),
+                                       (-0.3, 0.2), (-math.inf, 0), (0, math.inf),
+                                       (-math.inf, math.inf), (2.5, 4)])
+def test_truncated_normal_moments_match_scipy(low, high):
+    moments = truncated_normal_moments(low, high)
+    mean, variance, kurtosis = stats.truncnorm.stats(low, high, moments="mvk")
+    # closed forms against SciPy's: both accurate to ~1e-13 here; allow 1e-11
+    assert moments.mean == pytest.approx(float(mean), rel=1e-11, abs=1e-14)
+    assert moments.std == pytest.approx(math.sqrt(float(variance)), rel=1e-11)
+    assert moments.kurtosis == pytest.approx(float(kurtosis) + 3, rel=1e-11)
+
+
+def test_truncated_normal_moments_are_keras_constant_and_check_bounds():
+    assert truncated_normal_moments().std == pytest.approx(0.87962566103423978, rel=1e-15)
+    assert KURTOSIS["truncated_normal"] == truncated_normal_moments(-2, 2).kurtosis
+    with pytest.raises(ValueError, match="low must be smaller than high"):
+        truncated_normal_moments(1.0, 1.0)
+    with pytest.raises(ValueError, match="high must be a number"):
+        truncated_normal_moments(0.0, "2")
+    with pytest.raises(ValueError, match="has probability 0"):
+        truncated_normal_moments(50.0, 60.0)
+
+
+def test_argument_checks():
+    assert require_int(np.int64(3), "n") == 3 and require_int(0, "n", minimum=0) == 0
+    assert require_positive(np.float32(0.5), "x") == 0.5
+    assert require_seed(2**32 - 1) == 2**32 - 1
+    for bad in (True, 2.0, 0, "3"):
+        with pytest.raises(ValueError, match=r"count must be an integer >= 1, got"):
+            require_int(bad, "count")
+    for bad in (0, -1.0, math.inf, math.nan, True, "1"):
+        with pytest.raises(ValueError, match="rate must be a positive finite number, got"):
+            require_positive(bad, "rate")
+    for bad in (-1, 2**32, 1.0, False):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+            require_seed(bad)

@@ -37,7 +37,7 @@ def test_batch_order():
     assert not np.array_equal(np.concatenate(batches[:3]), np.concatenate(batches[3:]))
     in_order = batch_order(5, 2, epochs=1, seed=0, shuffle=False)
     assert [list(b) for b in in_order] == [[0, 1], [2, 3], [4]]
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         batch_order(5, 0, 1, 0)
     with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
         batch_order(5, 2, 1, -1)
@@ -176,6 +176,37 @@ def test_dropout_is_seeded(data):
     np.testing.assert_array_equal(losses[0], losses[1])
 
 
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_train_reseeds_the_global_generators_as_documented(data, framework):
+    """The module docstring's side effect: after train(seed=s), Python's random and NumPy's
+    global generator continue from seed s (and local default_rng generators are untouched)."""
+    import random
+
+    x, y = data
+    net = deep_mlp(framework, [6, 4, 3], "relu")
+    local = np.random.default_rng(11)
+    expected_local = np.random.default_rng(11).random(3)
+    train(net, x, y, "cross_entropy", "sgd", learning_rate=0.1, seed=5)
+    after = (random.random(), np.random.random())
+    random.seed(5)
+    np.random.seed(5)
+    assert after == (random.random(), np.random.random())
+    np.testing.assert_array_equal(local.random(3), expected_local)
+
+
+def test_keras_compiled_evaluation_matches_an_eager_call(data):
+    # The eval pass is a cached tf.function; it must give what calling the model gives. Both
+    # run the same float32 kernels, so they agree to a few ulps of the logits' scale.
+    x, y = data
+    net, _ = twins()
+    history = train(net, x, y, "cross_entropy", "sgd", learning_rate=0.1, epochs=2, seed=0,
+                    eval_data=(x[:50], y[:50]))
+    eager = np.asarray(net(x[:50], training=False))
+    assert history.eval_accuracies[-1] == np.mean(eager.argmax(axis=1) == y[:50])
+    reference = trace(net, x[:50], y[:50], "cross_entropy").loss
+    assert history.eval_losses[-1] == pytest.approx(reference, rel=16 * EPS32)
+
+
 def test_epoch_means_weight_by_batch_size():
     history = TrainingHistory(np.array([1.0, 3.0, 2.0, 2.0]), np.array([3, 1, 3, 1]), 2,
                               np.array([]), np.array([]))
@@ -200,7 +231,7 @@ def test_errors(data):
         train(net, x, y, "cross_entropy", torch.optim.SGD(net.parameters(), lr=0.1), learning_rate=0.1)
     with pytest.raises(ValueError, match="eval_data must be a pair"):
         train(net, x, y, "cross_entropy", eval_data=(x, y[:3]))
-    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         train(net, x, y, "cross_entropy", epochs=0)
     with pytest.raises(ValueError, match="model must be a Keras model for train_keras"):
         train_keras(net, x, y, "cross_entropy")

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from utils.frameworks import parameters, trace
-from utils.stats import KURTOSIS, mean_tolerance, std_tolerance
+from utils.stats import KURTOSIS, mean_tolerance, std_tolerance, truncated_normal_moments
 from utils.variance import (DERIVED_GAINS, NONLINEARITIES, RULES, TRUNCATED_NORMAL_STD,
                             VarianceRule, activation_second_moment, apply_rule, deep_mlp,
                             depth_log_tolerance, derivative_second_moment, derived_gain, gain,
@@ -117,7 +117,10 @@ def test_derived_gain_errors():
 # --------------------------------------------------------------------------------------------
 
 def test_truncated_normal_constant():
+    # Keras's literal, the closed form and SciPy agree (one home: utils.stats)
     assert truncated_normal_std_ratio(2.0) == pytest.approx(TRUNCATED_NORMAL_STD, rel=1e-15)
+    assert TRUNCATED_NORMAL_STD == pytest.approx(truncated_normal_moments(-2, 2).std, rel=1e-15)
+    assert TRUNCATED_NORMAL_STD == pytest.approx(stats.truncnorm(-2, 2).std(), rel=1e-14)
     assert truncated_normal_std_ratio(1.5) == pytest.approx(stats.truncnorm(-1.5, 1.5).std(), rel=1e-12)
     with pytest.raises(ValueError, match="cut must be a positive finite number"):
         truncated_normal_std_ratio(0)
@@ -152,7 +155,7 @@ def test_variance_scaling_std_agrees_with_keras_draws(mode, distribution):
 
 def test_variance_scaling_std_edge_cases_and_errors():
     assert variance_scaling_std(0, 0, 1.0, "fan_avg", "untruncated_normal") == 1.0  # Keras: max(1, fan)
-    with pytest.raises(ValueError, match="fan_in must be a non-negative integer"):
+    with pytest.raises(ValueError, match="fan_in must be an integer >= 0"):
         variance_scaling_std(2.5, 3)
     with pytest.raises(ValueError, match="scale must be a positive finite number"):
         variance_scaling_std(3, 3, scale=0)
@@ -172,6 +175,10 @@ def test_rules():
     assert RULES["he"].bias_variance(64) == 0.0
     with pytest.raises(ValueError, match="scale must be a positive number"):
         VarianceRule("bad", 0.0)
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        VarianceRule("bad", True)  # a bool is an int, but not a scale
+    with pytest.raises(ValueError, match="bias_scale must be a number >= 0"):
+        VarianceRule("bad", 1.0, bias_scale=False)
     with pytest.raises(ValueError, match="mode must be one of"):
         VarianceRule("bad", 1.0, "fan_max")
 
@@ -304,26 +311,124 @@ def test_mean_field_profile_errors():
         mean_field_profile([4, 4, 4], "he", "relu", input_second_moment=-1)
 
 
-def test_depth_log_tolerance_covers_exact_relu_networks():
-    # For Gaussian weights each ReLU layer multiplies |x|^2 by sigma^2 * chi^2_K, K ~ Bin(n, 1/2),
-    # independently of everything before (rotational invariance). Simulate 20,000 networks.
+def test_depth_log_tolerance_tail_rate_for_exact_relu_networks():
+    # For Gaussian weights each ReLU layer multiplies |h|^2 by sigma^2 * chi^2_K, K ~ Bin(n, 1/2),
+    # independently of everything before (rotational invariance). Simulate 200,000 networks.
     rng = np.random.default_rng(0)
-    networks, depth, width = 20_000, 50, 128
+    networks, depth, width = 200_000, 50, 128
     active = rng.binomial(width, 0.5, size=(networks, depth))
     ratios = rng.chisquare(np.maximum(active, 1)) * (active > 0) / (width / 2)  # mean 1 per layer
     log_q = np.cumsum(np.log(ratios), axis=1)
     layers = np.arange(1, depth + 1)
     exceeded = np.any(np.abs(log_q) > depth_log_tolerance(layers, width), axis=1)
-    # ln chi^2 is left-skewed, so five sigma is exceeded more often than a normal's 6e-7: the
-    # docstring promises about 1e-4 per network; allow 1e-3 (5 binomial s.e. of 1e-4 in 20,000
-    # networks is 3.5e-4, well inside).
-    assert exceeded.mean() <= 1e-3
+    # The docstring (and Chapter 2) say "about 3 networks in 100,000": allow that rate plus
+    # five binomial standard errors, 3e-5 + 5 sqrt(3e-5 / 2e5) = 9e-5.
+    assert exceeded.mean() <= 3e-5 + 5 * math.sqrt(3e-5 / networks)
+    # ln chi^2 is left-skewed: the sample skewness (s.e. sqrt(6/N)) is negative beyond 5 s.e.
+    assert stats.skew(log_q[:, -1]) < -5 * math.sqrt(6 / networks)
     # the standard deviation sqrt(5 l / n) is right to within the delta method's O(1/n)
     assert abs(log_q[:, -1].std() / math.sqrt(5 * depth / width) - 1) <= 0.05 + std_tolerance(networks)
-    with pytest.raises(ValueError, match="width must be a positive integer"):
+    with pytest.raises(ValueError, match="width must be an integer >= 1"):
         depth_log_tolerance(3, 0)
     with pytest.raises(ValueError, match="n_layers must be >= 0"):
         depth_log_tolerance(-1, 3)
+    with pytest.raises(ValueError, match="sigmas must be a positive finite number"):
+        depth_log_tolerance(3, 3, sigmas=0)
+
+
+def _simulated_log_variances(nonlinearity, weight_std, draw, networks=400, width=64, depth=12,
+                             seed=0):
+    """ln q-hat and ln r-hat of `networks` independent bias-free MLPs, one fixed input each,
+    the probe loss with fixed targets: a direct simulation in batched torch (float64)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, width, generator=generator, dtype=torch.float64)
+    x = x.expand(networks, 1, width).clone().requires_grad_(True)
+    targets = torch.randn(1, 1, width, generator=generator, dtype=torch.float64)
+    phi = {"relu": torch.relu, "tanh": torch.tanh}[nonlinearity]
+    h, pre = x, []
+    for layer in range(depth + 1):
+        weights = draw(torch.empty(networks, width, width, dtype=torch.float64), generator)
+        z = h @ (weights * weight_std)
+        z.retain_grad()
+        pre.append(z)
+        h = phi(z) if layer < depth else z
+    (h * targets).sum().backward()
+    q_hat = torch.stack([(z**2).mean(dim=(1, 2)) for z in pre], dim=1)
+    r_hat = torch.stack([(z.grad**2).mean(dim=(1, 2)) for z in pre], dim=1)
+    return (np.log(q_hat.detach().numpy()), np.log(r_hat.numpy()),
+            float((x[0].detach()**2).mean()), float((targets**2).mean()))
+
+
+def _normal(tensor, generator):
+    return tensor.normal_(0.0, 1.0, generator=generator)
+
+
+def _uniform(tensor, generator):  # unit variance
+    return tensor.uniform_(-math.sqrt(3), math.sqrt(3), generator=generator)
+
+
+def _truncated(tensor, generator):  # unit variance after truncation at 2 sd
+    torch = __import__("torch")
+    torch.nn.init.trunc_normal_(tensor, std=1.0, a=-2.0, b=2.0, generator=generator)
+    return tensor / TRUNCATED_NORMAL_STD
+
+
+@pytest.mark.parametrize("nonlinearity, gain_squared, draw", [
+    ("relu", 2.0, _normal), ("relu", 2.0, _uniform), ("relu", 2.0, _truncated),
+    ("tanh", 1.0, _normal), ("tanh", (5 / 3) ** 2, _uniform),
+])
+def test_fluctuations_match_simulated_networks(nonlinearity, gain_squared, draw):
+    width, depth, networks = 64, 12, 400
+    log_q, log_r, input_moment, target_moment = _simulated_log_variances(
+        nonlinearity, math.sqrt(gain_squared / width), draw, networks, width, depth)
+    sizes = [width] * (depth + 2)
+    profile = mean_field_profile(sizes, VarianceRule("g", gain_squared), nonlinearity,
+                                 input_second_moment=input_moment,
+                                 output_grad_variance=target_moment, fluctuations=True)
+    for measured, predicted, bound_only in ((log_q, profile.preactivation_log_sd, False),
+                                            (log_r[:, :-1], profile.gradient_log_sd[:-1], True)):
+        sd = measured.std(axis=0, ddof=1)
+        # the sample sd of N networks: relative s.e. from the sample's own kurtosis, 5 of
+        # them; plus 10 % for the delta method's O(1/n) (1/64 per layer, compounding)
+        kurtosis = stats.kurtosis(measured, axis=0, fisher=False)
+        tolerance = np.array([std_tolerance(networks, 5, k) for k in kurtosis]) + 0.10
+        assert np.all(sd / predicted - 1 <= tolerance), (sd, predicted)
+        if not bound_only:  # forwards the value is a prediction, not only a bound
+            assert np.all(sd / predicted - 1 >= -tolerance), (sd, predicted)
+    # the mean lies below ln q by about half the variance (the drift log_tolerance allows)
+    drift = log_q.mean(axis=0) - np.log(profile.preactivation_variance)
+    assert np.all(np.abs(drift) <= profile.log_tolerance("forward", networks))
+
+
+def test_fluctuation_closed_forms_for_relu():
+    sizes = [32] + [64] * 10 + [8]
+    profile = mean_field_profile(sizes, "he", "relu", fluctuations=True)
+    layers = np.arange(1, 12)
+    # forwards: sqrt((5 (l - 1) + 2) / n); backwards: 5 / n per ReLU layer above
+    np.testing.assert_allclose(profile.preactivation_log_sd[:10],
+                               np.sqrt((5 * (layers[:10] - 1) + 2) / 64), rtol=1e-4)
+    np.testing.assert_allclose(profile.gradient_log_sd[:10], np.sqrt(5 * (10 - np.arange(10)) / 64),
+                               rtol=1e-4)
+    assert profile.gradient_log_sd[-1] == 0.0
+    tolerance = profile.log_tolerance("backward", n_networks=4, sigmas=2.0)
+    sd = profile.gradient_log_sd
+    np.testing.assert_allclose(tolerance, 2 * sd / 2 + sd**2 / 2)
+    with pytest.raises(ValueError, match="has no fluctuations"):
+        mean_field_profile(sizes, "he", "relu").log_tolerance()
+    with pytest.raises(ValueError, match="direction must be 'forward' or 'backward'"):
+        profile.log_tolerance("sideways")
+
+
+def test_tanh_fluctuation_facts_the_chapter_states():
+    # v = E[tanh^4]/E[tanh^2]^2 - 1 is at most 2 (its limit at q -> 0), and the map
+    # q -> E[tanh(z)^2] has elasticity at most 1 (it is concave with value 0 at 0)
+    from utils.variance import _elasticity, _relative_variance
+
+    for q in np.geomspace(1e-4, 100, 60):
+        assert _relative_variance(np.tanh, q) <= 2.0 + 1e-6
+        assert 0 < _elasticity(np.tanh, q) <= 1.0 + 1e-6
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,6 +486,22 @@ def test_dead_channels_of_a_torch_convolution():
     assign(parameters(net)[1], np.array([-1e6, 0.0, 0.0]))
     x = np.random.default_rng(0).normal(size=(4, 2, 5, 5)).astype(np.float32)
     assert layer_statistics(net, x)[1].fraction_dead == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_saturation_threshold(framework):
+    # one definition (Chapters 2 and 3): within 1 - saturation of an end of the output range
+    net = deep_mlp(framework, [1, 1, 1], "tanh", dtype="float64", use_bias=False)
+    weight = parameters(net)[0]
+    from utils.frameworks import assign
+
+    assign(weight, np.ones(weight.shape))
+    x = np.arctanh(np.array([[0.5], [0.985], [0.995], [-0.999]]))  # tanh(x) as listed
+    row = layer_statistics(net, x)[1]
+    assert row.fraction_saturated == 0.5  # 0.995 and -0.999 exceed 0.99
+    assert layer_statistics(net, x, saturation=0.98)[1].fraction_saturated == 0.75
+    with pytest.raises(ValueError, match="saturation must be a number strictly between 0 and 1"):
+        layer_statistics(net, x, saturation=1.0)
 
 
 def test_layer_statistics_errors_and_table():

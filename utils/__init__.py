@@ -20,7 +20,8 @@ variance
 training
     Seeded training loops recording true per-batch losses, Keras and torch (Chapter 2).
 initializers
-    Fans in both weight layouts; PyTorch's default written out, bit for bit (Chapter 1).
+    Fans in both weight layouts; PyTorch's default written out, bit for bit (Chapter 1);
+    orthogonal starts, LSUV, Jacobians of deep stacks and residual MLPs (Chapter 6).
 audit
     ``default_initializers``: each framework's defaults, found from the installed versions
     (Chapter 1).
@@ -30,6 +31,9 @@ plotting
     Weight/activation/gradient histograms, mean-with-band plots, one palette (Chapter 3).
 priors
     Prior-logit output biases and the initial-loss check (Chapter 4).
+experiments
+    Seeded multi-arm experiments: twin small models, a fused Keras training loop,
+    class-weighted losses, smoothed curves, arm comparisons with intervals (Chapter 5).
 data
     Generated stand-ins and real-data loaders for the prior-bias experiments (Chapter 5).
 """

@@ -29,8 +29,10 @@ import numpy as np
 
 from utils.frameworks import parameters
 from utils.initializers import compute_fans
+from utils.stats import KURTOSIS, variance_tolerance
 
 __all__ = [
+    "FLOAT32_SLACK",
     "PROBE_SIZES",
     "KERAS_TORCH_PAIRS",
     "Candidate",
@@ -43,6 +45,13 @@ __all__ = [
     "markdown_table",
     "html_table",
 ]
+
+#: Relative room above a bound that float32 draws may use. The bound is rounded to float32 once
+#: and a framework maps a draw r in [0, 1) to lo + (hi - lo) * r with three more float32
+#: operations on numbers no larger than 2 * bound, so the result can exceed the exact bound by
+#: at most about 1 + 3 * 2 = 7 roundings of relative size u = 2**-24; 16 u leaves a margin.
+#: Chapter 1 uses this one rule for every "no value beyond the bound" check.
+FLOAT32_SLACK: float = 16 * 2.0**-24
 
 # One set of sizes for both frameworks, so that paired rows describe the same layer. The sizes
 # are deliberately unequal (48 != 80, 40 != 24, ...) so that candidate rules such as
@@ -232,6 +241,7 @@ def _keras_row(layer_type: str, parameter: str, info: Any, used: Any) -> dict[st
         "details": "; ".join(part for part in [details, *notes] if part),
         "shape": info.shape,
         "std": float(values.std()),
+        "n": int(values.size),
     }
 
 
@@ -283,9 +293,12 @@ class Candidate(tuple):
 def variance_standard_error(variance: float, n: int, kurtosis: float) -> float:
     """Standard error of the sample variance (``ddof=1``) of ``n`` independent draws.
 
-    ``sqrt(Var(s**2)) = variance * sqrt(kurtosis / n - (n - 3) / (n (n - 1)))``, exact for any
-    distribution with that variance and (non-excess) kurtosis: 3 for a normal, 9/5 for a
-    uniform. Chapter 1 uses ``5 *`` this as the tolerance of every variance claim.
+    ``sqrt(Var(s**2)) = variance * sqrt(2/(n-1) + (kurtosis-3)/n)``, exact for any distribution
+    with that variance and (non-excess) kurtosis ``E[(x-mu)**4]/sigma**4``: 3 for a normal, 9/5
+    for a uniform (:data:`utils.stats.KURTOSIS`). For large ``n`` it is about
+    ``variance * sqrt((kurtosis-1)/n)``. This is :func:`utils.stats.variance_tolerance`
+    (Chapter 2) with one standard error, in the units of the variance rather than relative to
+    it; Chapter 1 uses ``5 *`` this as the tolerance of every variance claim.
 
     Raises
     ------
@@ -299,8 +312,7 @@ def variance_standard_error(variance: float, n: int, kurtosis: float) -> float:
     if not kurtosis >= 1:
         raise ValueError(
             f"kurtosis must be >= 1 (3 for a normal, 9/5 for a uniform), got {kurtosis!r}")
-    n = int(n)
-    return float(variance * math.sqrt(kurtosis / n - (n - 3) / (n * (n - 1))))
+    return float(variance) * variance_tolerance(int(n), sigmas=1.0, kurtosis=float(kurtosis))
 
 
 def variance_matches(sample: Any, variance: float, kurtosis: float, z: float = 5.0) -> bool:
@@ -327,8 +339,8 @@ def variance_matches(sample: Any, variance: float, kurtosis: float, z: float = 5
 def bound_matches(sample: Any, bound: float, alpha: float = 1e-6) -> bool:
     """True if ``U(-bound, bound)`` explains the sample's largest ``|x|`` (Chapter 1).
 
-    No value may lie beyond ``bound`` (up to a relative 1e-6, for float32 rounding of the
-    bound), and the largest ``|x|`` must reach ``bound * (1 - ln(1/alpha) / n)``: for ``n``
+    No value may lie beyond ``bound`` (up to a relative :data:`FLOAT32_SLACK`, for float32
+    rounding), and the largest ``|x|`` must reach ``bound * (1 - ln(1/alpha) / n)``: for ``n``
     uniform draws ``|x|/bound`` is uniform on [0, 1], so ``P(max < 1 - e) = (1 - e)**n <=
     exp(-e n)``, which is ``alpha`` for that ``e``. A true claim fails with probability at
     most ``alpha``; a bound too large by more than about ``ln(1/alpha)/n`` fails.
@@ -347,7 +359,8 @@ def bound_matches(sample: Any, bound: float, alpha: float = 1e-6) -> bool:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     largest = np.abs(values).max()
-    return bool(bound * (1 - math.log(1 / alpha) / values.size) <= largest <= bound * (1 + 1e-6))
+    return bool(bound * (1 - math.log(1 / alpha) / values.size) <= largest
+                <= bound * (1 + FLOAT32_SLACK))
 
 
 def match_distribution(sample: Any, candidates: Sequence[Candidate],
@@ -361,7 +374,7 @@ def match_distribution(sample: Any, candidates: Sequence[Candidate],
     - a Kolmogorov-Smirnov test of the sample against the candidate's CDF;
     - the sample variance within ``z * se`` of the candidate's variance, where ``z`` is the
       two-sided normal quantile for ``alpha`` and ``se`` is the exact standard error of a
-      sample variance, ``sigma**2 * sqrt(kappa/n - (n-3)/(n(n-1)))`` with the candidate's
+      sample variance, :func:`variance_standard_error`, with the candidate's
       kurtosis ``kappa`` (3 for a normal, 9/5 for a uniform);
     - for a uniform ``U(-b, b)``: no value beyond ``b`` (allowing float32 rounding), and the
       largest ``|x|`` at least ``b (1 - ln(1/alpha) / n)``. ``|x|/b`` is uniform on [0, 1],
@@ -403,10 +416,10 @@ def match_distribution(sample: Any, candidates: Sequence[Candidate],
         if candidate.family == "uniform":
             if not bound_matches(values, scale, alpha):
                 continue
-            expected, kurtosis = scale**2 / 3, 9 / 5
+            expected, kurtosis = scale**2 / 3, KURTOSIS["uniform"]
             distribution = stats.uniform(loc=-scale, scale=2 * scale)
         else:
-            expected, kurtosis = scale**2, 3.0
+            expected, kurtosis = scale**2, KURTOSIS["normal"]
             distribution = stats.norm(scale=scale)
         if not variance_matches(values, expected, kurtosis, z):
             continue
@@ -546,6 +559,7 @@ def _torch_rows(seed: int, min_samples: int, alpha: float) -> list[dict[str, Any
                     "details": details,
                     "shape": shape,
                     "std": float(sample.std()),
+                    "n": int(sample.size),
                 })
     return rows
 
@@ -577,9 +591,11 @@ def default_initializers(framework: str, seed: int = 0, min_samples: int = 20_00
         ``initializer`` (Keras: the initializer's class name as the installed Keras reports
         it, e.g. ``GlorotUniform``; torch: the measured rule, e.g.
         ``uniform(±1/sqrt(fan_in))``, ``normal(0, 1)``, ``ones``); ``details`` (configuration,
-        or what was measured); ``shape`` (the probe's tensor shape) and ``std`` (the standard
-        deviation of the probe's values). The probe sizes are :data:`PROBE_SIZES`; for torch
-        a parameter that two probes of one class share is reported once.
+        or what was measured); ``shape`` (the probe's tensor shape), ``std`` (the standard
+        deviation of the probe's values) and ``n`` (how many values ``std`` is computed from:
+        one layer's tensor for Keras, the pooled constructions for torch). The probe sizes are
+        :data:`PROBE_SIZES`; for torch a parameter that two probes of one class share is
+        reported once.
 
     Raises
     ------

@@ -16,7 +16,13 @@ module answers "which density?" for any parameter of a Keras 3 or torch model:
   ``source == "torch constructor default"`` and ``assumed == True``.
 * :func:`check_sample` tests values against a distribution with tolerances derived from the
   sample size (bounds, a Kolmogorov-Smirnov distance, and for 100 or more values the mean and
-  the variance).
+  the variance) or, for an orthogonal tensor, from float32 precision (its Gram matrix is
+  ``gain**2`` times the identity).
+
+The moments of a truncated normal come from :func:`utils.stats.truncated_normal_moments` and
+Keras's truncation constant from :data:`utils.variance.TRUNCATED_NORMAL_STD`, the course's one
+copy of each (:data:`KERAS_TRUNCATION_STD_FACTOR` is the same number under this module's older
+name).
 
 The fans are computed exactly as each framework computes them from the tensor's shape (Keras:
 ``(..., in, out)`` with the leading axes as receptive field; torch: ``(out, in, ...)``), so a
@@ -32,6 +38,8 @@ from typing import Any, Literal
 import numpy as np
 
 from utils.frameworks import ParamInfo, framework_of
+from utils.stats import truncated_normal_moments
+from utils.variance import TRUNCATED_NORMAL_STD
 
 __all__ = [
     "Kind",
@@ -63,17 +71,10 @@ KERAS_SOURCE = "keras initializer"
 TORCH_DEFAULT_SOURCE = "torch constructor default"
 GIVEN_SOURCE = "given"
 
-# Keras' VarianceScaling divides the std by this number (the std of a standard normal truncated
-# at +-2) so that its truncated normal has the intended variance. Hard-coded in Keras.
-KERAS_TRUNCATION_STD_FACTOR = 0.87962566103423978
-
-
-def _truncnorm_moments(a: float, b: float) -> tuple[float, float, float]:
-    """Mean, std and (non-excess) kurtosis of a standard normal truncated to ``[a, b]``."""
-    from scipy import stats
-
-    mean, var, _, excess = stats.truncnorm.stats(a, b, moments="mvsk")
-    return float(mean), float(math.sqrt(var)), float(excess) + 3.0
+#: The std of a standard normal truncated to [-2, 2], by which Keras's ``VarianceScaling``
+#: divides its std: :data:`utils.variance.TRUNCATED_NORMAL_STD` under the name this module
+#: has always exported.
+KERAS_TRUNCATION_STD_FACTOR = TRUNCATED_NORMAL_STD
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ class InitDistribution:
     dim
         Orthogonal only: the length of the orthonormal vectors, ``max(rows, cols)`` of the
         matrix the tensor is reshaped to.
+    matrix_shape
+        Orthogonal only: ``(rows, cols)`` of that matrix, the tensor's values read in C order
+        (Keras: ``(prod(shape[:-1]), shape[-1])``; torch: ``(shape[0], prod(shape[1:]))``).
+        :func:`check_sample` uses it to test the Gram matrix.
     fan_in, fan_out
         The fans used to compute the parameters, where they were used (for the record).
     """
@@ -117,6 +122,7 @@ class InitDistribution:
     low: float | None = None
     high: float | None = None
     dim: int | None = None
+    matrix_shape: tuple[int, int] | None = None
     fan_in: int | None = None
     fan_out: int | None = None
     _moments: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0), repr=False,
@@ -140,8 +146,9 @@ class InitDistribution:
         if self.kind == "truncated_normal":
             assert self.low is not None and self.high is not None
             a, b = (self.low - self.loc) / self.scale, (self.high - self.loc) / self.scale
-            mean, std, kurtosis = _truncnorm_moments(a, b)
-            return self.loc + self.scale * mean, self.scale * std, kurtosis
+            moments = truncated_normal_moments(a, b)
+            return (self.loc + self.scale * moments.mean, self.scale * moments.std,
+                    moments.kurtosis)
         if self.kind == "orthogonal":
             # An entry of a Haar-random orthogonal n-vector is t with (t + 1)/2 ~ Beta(c, c),
             # c = (n - 1)/2: mean 0, E t^2 = 1/n, E t^4 = 3/(n (n + 2)).
@@ -351,29 +358,50 @@ def constant(value: float, name: str = "constant", source: str = GIVEN_SOURCE) -
 
 
 def orthogonal(shape: tuple[int, ...], gain: float = 1.0, name: str = "orthogonal",
-               source: str = GIVEN_SOURCE) -> InitDistribution:
+               source: str = GIVEN_SOURCE, layout: str = "keras") -> InitDistribution:
     """The entries of ``gain`` times a Haar-random orthogonal matrix of the given shape.
 
-    The tensor is viewed as a matrix of ``prod(shape[:-1])`` rows and ``shape[-1]`` columns (as
-    Keras' ``Orthogonal`` does); its orthonormal vectors have length ``n = max(rows, cols)``,
-    and each entry is ``gain * t`` with ``(t + 1) / 2 ~ Beta((n - 1)/2, (n - 1)/2)``: mean 0,
-    std ``gain / sqrt(n)``.
+    The tensor is viewed as a matrix the way its framework's initializer views it: Keras's
+    ``Orthogonal`` uses ``prod(shape[:-1])`` rows and ``shape[-1]`` columns, torch's
+    ``orthogonal_`` ``shape[0]`` rows and ``prod(shape[1:])`` columns. The matrix has
+    orthonormal columns (if it is tall) or rows (if it is wide) of length
+    ``n = max(rows, cols)``, and each entry is ``gain * t`` with
+    ``(t + 1) / 2 ~ Beta((n - 1)/2, (n - 1)/2)``: mean 0, std ``gain / sqrt(n)``
+    (Chapter 3, "Entries of an orthogonal matrix"). "Haar-random" means drawn from the
+    rotation-invariant distribution, which both frameworks' initializers sample.
+
+    Parameters
+    ----------
+    shape
+        The tensor's shape in ``layout``.
+    gain
+        The factor the orthonormal matrix is multiplied by (non-zero; the sign is irrelevant).
+    layout
+        ``"keras"`` (kernels ``(..., in, out)``) or ``"torch"`` (weights ``(out, in, ...)``).
 
     Raises
     ------
     ValueError
-        If ``shape`` has fewer than 2 dimensions or ``max(rows, cols) < 2``.
+        If ``shape`` has fewer than 2 dimensions or ``max(rows, cols) < 2``, ``gain`` is zero
+        or not finite, or ``layout`` is unknown.
     """
     shape = tuple(int(d) for d in shape)
     if len(shape) < 2:
         raise ValueError(f"shape must have at least 2 dimensions for an orthogonal matrix, "
                          f"got {shape}")
-    rows, cols = int(np.prod(shape[:-1])), shape[-1]
+    if layout == "keras":
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+    elif layout == "torch":
+        rows, cols = shape[0], int(np.prod(shape[1:]))
+    else:
+        raise ValueError(f"layout must be 'keras' or 'torch', got {layout!r}")
     if max(rows, cols) < 2:
         raise ValueError(f"shape must have at least 2 rows or columns, got {shape}")
     gain = _finite(gain, "gain")
+    if gain == 0:
+        raise ValueError("gain must be non-zero (a zero gain gives the constant 0)")
     return InitDistribution("orthogonal", name, source, scale=abs(gain), low=-abs(gain),
-                            high=abs(gain), dim=max(rows, cols))
+                            high=abs(gain), dim=max(rows, cols), matrix_shape=(rows, cols))
 
 
 def unknown(name: str, source: str = GIVEN_SOURCE) -> InitDistribution:
@@ -471,6 +499,8 @@ def keras_distribution(initializer: Any, shape: tuple[int, ...],
     if isinstance(init, k.Orthogonal):
         if len(shape) < 2:
             return unknown(f"{name} on a {len(shape)}-d tensor", src)
+        if init.gain == 0:
+            return constant(0.0, name, src)
         return orthogonal(shape, init.gain, name, src)
     return unknown(name, src)
 
@@ -658,8 +688,10 @@ class SampleCheck:
     """The result of :func:`check_sample`.
 
     ``ok`` is True when every applicable check passes; ``failures`` names those that did not
-    (``"mean"``, ``"std"``, ``"bounds"``, ``"shape"``, ``"constant"``). ``mean_tolerance``,
-    ``std_interval`` and ``ks_critical`` are None where the check did not apply.
+    (``"mean"``, ``"std"``, ``"bounds"``, ``"shape"``, ``"constant"``, ``"orthogonality"``).
+    ``mean_tolerance``, ``std_interval``, ``ks_critical`` and the two ``orthogonality_*``
+    fields are None where the check did not apply. ``orthogonality_error`` is
+    ``max |G / gain**2 - I|`` for the Gram matrix ``G`` of the tensor's shorter side.
     """
 
     n: int
@@ -674,6 +706,8 @@ class SampleCheck:
     ks_statistic: float | None
     ks_critical: float | None
     failures: tuple[str, ...]
+    orthogonality_error: float | None = None
+    orthogonality_tolerance: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -681,12 +715,35 @@ class SampleCheck:
         return not self.failures
 
 
+def _orthogonality(array: np.ndarray, distribution: InitDistribution,
+                   eps: float) -> tuple[float, float]:
+    """``max |G / gain**2 - I|`` for the Gram matrix of the shorter side, and its tolerance.
+
+    Both frameworks orthonormalise in float32 by a Householder QR, whose computed columns are
+    orthonormal to within a small multiple of ``n·u`` (``n`` the vectors' length, ``u`` the
+    unit roundoff; Higham 2002, section 19.3), and then multiply by the gain and store the
+    result, one more rounding per entry. The tolerance ``4·n·eps = 8·n·u`` covers both; the
+    frameworks' errors measure at most about ``1.6·n·eps`` for tiny matrices and far less for
+    large ones (``tests/test_distributions.py``), while any matrix that is not orthogonal
+    misses by orders of magnitude more (``1/sqrt(n)`` for independent entries).
+    """
+    rows, cols = distribution.matrix_shape  # type: ignore[misc]
+    matrix = array.reshape(rows, cols)
+    gram = matrix.T @ matrix if rows >= cols else matrix @ matrix.T
+    gain_squared = distribution.scale ** 2
+    error = float(np.max(np.abs(gram / gain_squared - np.eye(len(gram)))))
+    return error, 4.0 * max(rows, cols) * eps
+
+
 def check_sample(values: Any, distribution: InitDistribution, z: float = 5.0,
                  population: int | None = None, eps: float | None = None) -> SampleCheck:
-    """Test whether ``values`` look like independent draws from ``distribution`` (Chapter 3).
+    """Test whether ``values`` look like a draw from ``distribution`` (Chapter 3).
 
-    Every check has the false-alarm probability ``alpha`` of a two-sided ``z``-sigma normal
-    event (``z = 5``: about 1 in 1.7 million):
+    The statistical checks each have the false-alarm probability ``alpha`` of a two-sided
+    ``z``-sigma normal event (``z = 5``: about 1 in 1.7 million); up to three of them run on
+    one tensor, so the chance that a correct tensor fails *some* check is at most ``3·alpha``
+    (a union bound). The exactness checks (bounds, constant, orthogonality) fail only if the
+    values violate the distribution beyond rounding.
 
     * **bounds**: every value inside ``[low, high]`` up to the storage dtype's rounding;
     * **shape** (continuous kinds except ``orthogonal``, whose entries are not independent):
@@ -698,12 +755,17 @@ def check_sample(values: Any, distribution: InitDistribution, z: float = 5.0,
       the degrees of freedom ``d`` that match its variance
       ``std^4 (2/(n - 1) + (kurtosis - 3)/n)``, lies between the ``alpha/2`` and
       ``1 - alpha/2`` quantiles (``d = n - 1``, exact, for normal data);
+    * **orthogonality** (``orthogonal``, when ``values`` is the whole tensor in C order): the
+      Gram matrix of the matrix's shorter side is ``gain**2`` times the identity, to within
+      ``4·n·eps`` relative to ``gain**2`` (``n = max(rows, cols)``; see
+      :class:`SampleCheck`). This is what makes a tensor orthogonal: a matrix of independent
+      entries with the right mean and std fails it;
     * **constant**: every value equals the constant up to the storage dtype's rounding.
 
     Parameters
     ----------
     values
-        The tensor's values (any shape; flattened).
+        The tensor's values (any shape; flattened in C order).
     distribution
         What they should follow; ``kind == "unknown"`` raises.
     z
@@ -711,11 +773,12 @@ def check_sample(values: Any, distribution: InitDistribution, z: float = 5.0,
     population
         If ``values`` is a with-replacement subsample of a tensor of ``population`` values, the
         tensor's own sampling error is added (variances ``1/n + 1/population``; the two DKW
-        bounds add).
+        bounds add). The orthogonality check needs the whole tensor and is skipped.
     eps
         Machine epsilon of the dtype the values were stored in (the tolerance for bounds and
-        constants is 4 eps times their scale). Default: float32's, or the dtype of ``values``
-        if that is a coarser NumPy float (float16). Pass ``2**-7`` for bfloat16 tensors.
+        constants is 4 eps times their scale, for orthogonality ``4·n·eps``). Default:
+        float32's, or the dtype of ``values`` if that is a coarser NumPy float (float16). Pass
+        ``2**-7`` for bfloat16 tensors.
 
     Raises
     ------
@@ -769,14 +832,22 @@ def check_sample(values: Any, distribution: InitDistribution, z: float = 5.0,
             failures.append("mean")
         relative_var = 2.0 / (n - 1) + (distribution.kurtosis - 3.0) / n
         if population:
-            relative_var += 2.0 / max(population - 1, 1) + (distribution.kurtosis - 3.0) / population
+            relative_var += (2.0 / max(population - 1, 1)
+                             + (distribution.kurtosis - 3.0) / population)
         dof = 2.0 / relative_var
         std_interval = (sigma * math.sqrt(stats.chi2.ppf(alpha / 2, dof) / dof),
                         sigma * math.sqrt(stats.chi2.isf(alpha / 2, dof) / dof))
         if not std_interval[0] <= std <= std_interval[1]:
             failures.append("std")
     ks = critical = None
-    if distribution.kind != "orthogonal":
+    orthogonality = tolerance = None
+    if distribution.kind == "orthogonal":
+        shape = distribution.matrix_shape
+        if shape is not None and population is None and shape[0] * shape[1] == n:
+            orthogonality, tolerance = _orthogonality(array, distribution, eps)
+            if orthogonality > tolerance:
+                failures.append("orthogonality")
+    else:
         critical = math.sqrt(math.log(2.0 / alpha) / (2.0 * n))
         if population:
             critical += math.sqrt(math.log(2.0 / alpha) / (2.0 * population))
@@ -787,4 +858,4 @@ def check_sample(values: Any, distribution: InitDistribution, z: float = 5.0,
         if ks > critical:
             failures.append("shape")
     return SampleCheck(n, mean, std, lo, hi, distribution.mean, sigma, mean_tol, std_interval,
-                       ks, critical, tuple(failures))
+                       ks, critical, tuple(failures), orthogonality, tolerance)

@@ -11,6 +11,16 @@ written-out versions:
   way the constructors did, bit for bit, with every distribution and draw written out.
 
 Gains and variance-scaling standard deviations live in :mod:`utils.variance` (Chapter 2).
+
+Chapter 6 adds the initialisations that go beyond variance scaling, at the end of the module:
+
+- :func:`orthogonal_matrix`, :func:`orthogonal_` -- Haar-random orthogonal weights, identical for
+  a Keras model and its torch twin;
+- :func:`lsuv_` -- layer-sequential unit-variance initialisation of any Keras or torch model;
+- :func:`input_output_jacobian`, :func:`deep_stack_jacobians` -- the Jacobians whose singular
+  values measure dynamical isometry;
+- :func:`residual_mlp`, :func:`init_residual_mlp_`, :func:`trace_residual_mlp` -- residual
+  stacks with the residual-aware initialisations (zero last layer, Fixup, ReZero, GPT-2).
 """
 from __future__ import annotations
 
@@ -393,3 +403,880 @@ def torch_default_init_(module: Any, generator: Any = None) -> Any:
     with torch.no_grad():
         _init_tree(module, generator, set())
     return module
+
+
+# =============================================================================================
+# Chapter 6: beyond variance scaling. Orthogonal starts, LSUV, input-output Jacobians of deep
+# stacks, and residual MLPs with the residual-aware initialisations.
+# =============================================================================================
+
+import re  # noqa: E402  (Chapter 6's imports sit with its code; NumPy only, frameworks lazy)
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from utils.frameworks import (ParamInfo, assign, leaf_layers, parameters,  # noqa: E402
+                              require_built, to_numpy, trace)
+
+__all__ += [
+    "orthogonal_matrix",
+    "orthogonal_",
+    "LSUVRecord",
+    "lsuv_",
+    "input_output_jacobian",
+    "deep_stack_jacobians",
+    "RESIDUAL_INITS",
+    "residual_mlp",
+    "init_residual_mlp_",
+    "ResidualTrace",
+    "trace_residual_mlp",
+]
+
+
+def _check_int(value: Any, argument: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(value: Any, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{argument} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def orthogonal_matrix(rng: np.random.Generator, rows: int, cols: int,
+                      gain: float = 1.0) -> np.ndarray:
+    """A Haar-random ``rows x cols`` matrix with orthonormal columns (or rows), times ``gain``.
+
+    The QR decomposition of a Gaussian matrix gives an orthogonal ``Q``, but not a uniformly
+    distributed one: the signs QR puts on ``diag(R)`` are a convention. Multiplying each column
+    of ``Q`` by the sign of the matching diagonal entry of ``R`` makes ``Q`` Haar-distributed
+    (Mezzadri 2007); Keras's ``Orthogonal`` and ``torch.nn.init.orthogonal_`` do the same.
+    If ``rows >= cols`` the columns are orthonormal (``Q^T Q = I``), otherwise the rows are.
+    Chapter 6, "Orthogonal initialisation", uses it.
+
+    Parameters
+    ----------
+    rng
+        A ``numpy.random.Generator``.
+    rows, cols
+        The shape, both at least 1.
+    gain
+        A multiplier (the singular values of the result are all ``gain``).
+
+    Raises
+    ------
+    ValueError
+        If ``rng`` is not a NumPy generator, a size is not a positive integer, or ``gain`` is
+        not a finite number.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    rows = _check_int(rows, "rows", 1)
+    cols = _check_int(cols, "cols", 1)
+    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(gain):
+        raise ValueError(f"gain must be a finite number, got {gain!r}")
+    gaussian = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(gaussian)
+    q = q * np.where(np.diag(r) < 0, -1.0, 1.0)  # a zero diagonal has probability zero
+    return float(gain) * (q if rows >= cols else q.T)
+
+
+_WEIGHT_LAYER_HELP = ("Dense and Conv1D/2D/3D (and their Transpose variants) in Keras; Linear "
+                      "and Conv1d/2d/3d (and ConvTranspose) in torch")
+
+
+def _weight_layer_classes(framework: str) -> tuple[type, ...]:
+    if framework == "keras":
+        import keras
+
+        layers = keras.layers
+        return (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D,
+                layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+    import torch.nn as nn
+    from torch.nn.modules.conv import _ConvNd
+
+    return (nn.Linear, _ConvNd)
+
+
+def _weight_layers(model: Any) -> list[tuple[str, Any, ParamInfo, ParamInfo | None]]:
+    """``(name, layer, weight, bias)`` for every dense/convolution layer with a trainable weight,
+    named as :func:`utils.frameworks.trace` names its records (Keras: the layer's name; torch:
+    its ``named_modules`` path)."""
+    framework = require_built(model)
+    classes = _weight_layer_classes(framework)
+    weight_name = "kernel" if framework == "keras" else "weight"
+    found: dict[int, list[Any]] = {}
+    for param in parameters(model):
+        layer = param.layer_object
+        if not isinstance(layer, classes):
+            continue
+        entry = found.setdefault(id(layer), [layer, None, None])
+        if param.name == weight_name and len(param.shape) >= 2:
+            entry[1] = param
+        elif param.name == "bias":
+            entry[2] = param
+    names = {id(layer): name for name, layer in leaf_layers(model)}
+    result = []
+    for layer, weight, bias in found.values():
+        if weight is None:
+            continue
+        name = layer.name if framework == "keras" else names.get(id(layer), weight.layer)
+        result.append((name, layer, weight, bias))
+    return result
+
+
+def _to_keras_layout(shape: tuple[int, ...], framework: str) -> tuple[int, ...]:
+    # torch (out, in, *k) -> Keras (*k, in, out); Keras shapes are already in that layout.
+    return tuple(shape) if framework == "keras" else tuple(shape[2:]) + (shape[1], shape[0])
+
+
+def _from_keras_layout(kernel: np.ndarray, framework: str) -> np.ndarray:
+    if framework == "keras":
+        return kernel
+    ndim = kernel.ndim
+    return np.transpose(kernel, (ndim - 1, ndim - 2) + tuple(range(ndim - 2)))
+
+
+def orthogonal_(model: Any, gain: float = 1.0, seed: int = 0) -> Any:
+    """Give every dense/convolution weight of ``model`` a random orthogonal matrix; zero biases.
+
+    Saxe et al. (2014) start deep networks from orthogonal weights: a product of orthogonal
+    matrices is orthogonal, so a deep *linear* network's input-output Jacobian has every
+    singular value equal to ``gain**depth`` (Chapter 6, theorem "Isometry of orthogonal
+    stacks"). Each weight is viewed as a matrix the way Keras's ``Orthogonal`` does (the kernel
+    in Keras's layout ``(*kernel_size, in, out)`` flattened to ``(prod(kernel_size)*in, out)``)
+    and drawn by :func:`orthogonal_matrix` from ``numpy.random.default_rng(seed)``, layer by
+    layer; a torch weight gets the same draw transposed to its ``(out, in, *kernel_size)``
+    layout. A Keras model and its torch twin therefore get *identical* parameters.
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or a ``torch.nn.Module``; modified in place. The layers drawn are
+        those with a trainable weight of two or more dimensions among Keras ``Dense``,
+        ``Conv1D/2D/3D`` and their ``Transpose`` variants, and torch ``Linear``, ``Conv1d/2d/3d``
+        and ``ConvTranspose1d/2d/3d``. Other parameters are left alone.
+    gain
+        A multiplier: every singular value of each (flattened) weight equals ``gain``.
+    seed
+        Seeds a fresh NumPy generator; the frameworks' global generators are not touched.
+
+    Returns
+    -------
+    The model, for chaining.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a built Keras/torch model, has no such layer, ``gain`` is not a
+        finite number or ``seed`` is not an integer in ``[0, 2**32)``.
+    """
+    framework = require_built(model)
+    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(gain):
+        raise ValueError(f"gain must be a finite number, got {gain!r}")
+    rng = np.random.default_rng(_check_seed(seed))
+    layers = _weight_layers(model)
+    if not layers:
+        raise ValueError("model has no layer with a weight to make orthogonal "
+                         f"({_WEIGHT_LAYER_HELP})")
+    for _, _, weight, bias in layers:
+        shape = _to_keras_layout(weight.shape, framework)
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        if rows == 0 or cols == 0:  # an empty tensor has nothing to draw
+            continue
+        kernel = orthogonal_matrix(rng, rows, cols, gain).reshape(shape)
+        assign(weight, _from_keras_layout(kernel, framework))
+        if bias is not None:
+            assign(bias, np.zeros(bias.shape))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# LSUV (Mishkin & Matas 2016)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LSUVRecord:
+    """What :func:`lsuv_` did to one layer.
+
+    Attributes
+    ----------
+    name, layer_type
+        The layer (Keras name or torch ``named_modules`` path) and its class name.
+    variance_before
+        The variance of the layer's output on ``x`` when :func:`lsuv_` reached it (after the
+        orthogonal start and the rescaling of every earlier layer).
+    variance
+        The variance after rescaling.
+    scale
+        The factor the layer's weight was multiplied by (the product over iterations).
+    iterations
+        How many times the weight was rescaled (0 if it was already within tolerance).
+    """
+
+    name: str
+    layer_type: str
+    variance_before: float
+    variance: float
+    scale: float
+    iterations: int
+
+
+def _lsuv_input(x: Any) -> Any:
+    if hasattr(x, "detach") or hasattr(x, "shape"):
+        shape = tuple(x.shape)
+    else:
+        x = np.asarray(x)
+        shape = x.shape
+    if len(shape) < 2 or shape[0] < 2:
+        raise ValueError(f"x must be a batch of at least 2 examples (batch axis first), got shape "
+                         f"{shape}")
+    return x
+
+
+def _preactivation_variances(model: Any, framework: str, layers: dict[str, Any],
+                             x: Any) -> dict[str, float]:
+    """One forward pass: the variance of every listed layer's output before its activation
+    (first call), keyed by name in call order. Keras layers with a fused ``activation=`` get a
+    recording wrapper around it for the duration of the pass, so the forward pass itself is
+    unchanged."""
+    recorded: dict[str, Any] = {}
+    wrapped = []
+    if framework == "keras":
+        for name, layer in layers.items():
+            activation = getattr(layer, "activation", None)
+            if activation is None:
+                continue
+
+            def recorder(values: Any, _name: str = name, _activation: Any = activation) -> Any:
+                recorded.setdefault(_name, values)
+                return _activation(values)
+
+            layer.activation = recorder
+            wrapped.append((layer, activation))
+    try:
+        result = trace(model, x)
+    finally:
+        for layer, activation in wrapped:
+            layer.activation = activation
+    variances: dict[str, float] = {}
+    for record in result.layers:
+        if record.name in layers and record.name not in variances:
+            values = recorded[record.name] if record.name in recorded else record.output
+            with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN are reported later
+                variances[record.name] = float(np.var(np.asarray(to_numpy(values), np.float64)))
+    return variances
+
+
+def _check_variance_of(name: str, variance: float) -> None:
+    if not math.isfinite(variance):
+        raise ValueError(f"the output of layer {name!r} on x is not finite (overflow or NaN); "
+                         "lsuv_ cannot rescale it. Start from smaller weights (orthogonal=True "
+                         "does) or check x for NaN/inf")
+    if variance == 0.0:
+        raise ValueError(f"the output of layer {name!r} has zero variance on x, so no rescaling "
+                         "of its weight can reach the target: its input is constant (a constant "
+                         "batch, or every unit upstream dead) or its weight is zero")
+
+
+def lsuv_(model: Any, x: Any, *, target_variance: float = 1.0, tolerance: float = 0.1,
+          max_iterations: int = 10, orthogonal: bool = True, seed: int = 0) -> list[LSUVRecord]:
+    """Layer-sequential unit-variance initialisation (Mishkin & Matas 2016), in place.
+
+    A data-dependent initialisation: instead of predicting each layer's output variance from
+    theory (Chapter 2), *measure* it on a batch and fix it. Chapter 6, section "LSUV", explains
+    and demonstrates it.
+
+    1. Give every dense/convolution weight a random orthogonal matrix and every such layer's
+       bias zeros (:func:`orthogonal_`), unless ``orthogonal=False``.
+    2. For each such layer, in the order the forward pass calls them: pass ``x`` through the
+       model, compute the variance ``v`` of all values of the layer's output, and while
+       ``|v / target_variance - 1| > tolerance``, multiply the layer's weight by
+       ``sqrt(target_variance / v)`` and measure again.
+
+    The output measured is the layer's own output *before* its activation: in torch a
+    ``Linear``/conv module's output; in Keras the layer's output with any fused ``activation=``
+    switched off for the measurement (it is restored afterwards). A layer called more than once
+    is measured on its first call. The model runs in inference mode (dropout off, batch
+    normalisation with its moving statistics).
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or ``torch.nn.Module`` of any architecture (sequential, functional,
+        nested, residual); its dense/convolution layers with a trainable weight are rescaled:
+        Keras ``Dense``, ``Conv1D/2D/3D`` and ``Transpose`` variants; torch ``Linear``,
+        ``Conv1d/2d/3d`` and ``ConvTranspose1d/2d/3d``.
+    x
+        A batch of inputs (NumPy array or the framework's tensor), at least 2 examples. The
+        paper uses one mini-batch; larger batches give a less noisy variance.
+    target_variance
+        The variance each layer's output should have (1 in the paper).
+    tolerance
+        Relative tolerance, in ``(0, 1)``: stop when ``|v / target_variance - 1| <= tolerance``
+        (the paper's ``Tol_var = 0.1`` with target 1).
+    max_iterations
+        Rescalings allowed per layer (the paper's ``T_max = 10``). For a layer whose output is
+        linear in its weight (no bias, or a zero bias) one rescaling is exact.
+    orthogonal
+        Start from :func:`orthogonal_` (the paper's step 1). With ``False`` the current weights
+        and biases are kept and only rescaled.
+    seed
+        Seed of the orthogonal draw.
+
+    Returns
+    -------
+    list of LSUVRecord
+        One per rescaled layer, in the order they were processed.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a built Keras/torch model or has no layer to rescale (or none that
+        ``x`` passes through); if ``x`` is not a batch of at least 2 examples or cannot pass
+        through the model; if ``target_variance`` is not positive, ``tolerance`` not in
+        ``(0, 1)``, ``max_iterations`` not a positive integer, ``orthogonal`` not a bool or
+        ``seed`` invalid; if a layer's output variance is zero or not finite; or if a layer
+        cannot reach the target within ``max_iterations`` (for example because its bias alone
+        has more variance than the target). The message names the layer.
+    """
+    framework = require_built(model)
+    target = _check_positive(target_variance, "target_variance")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.floating)) \
+            or not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be a number in (0, 1) (relative to target_variance), "
+                         f"got {tolerance!r}")
+    iterations_allowed = _check_int(max_iterations, "max_iterations", 1)
+    if not isinstance(orthogonal, bool):
+        raise ValueError(f"orthogonal must be True or False, got {orthogonal!r}")
+    _check_seed(seed)
+    batch = _lsuv_input(x)
+    layers = _weight_layers(model)
+    if not layers:
+        raise ValueError(f"model has no layer lsuv_ can rescale ({_WEIGHT_LAYER_HELP}, with a "
+                         "trainable weight)")
+    if orthogonal:
+        orthogonal_(model, seed=seed)
+    by_name = {name: (layer, weight, bias) for name, layer, weight, bias in layers}
+    layer_objects = {name: entry[0] for name, entry in by_name.items()}
+    # Every forward pass measures all layers; a layer's measurement after its last rescaling
+    # is also the next layer's measurement before its first.
+    variances = _preactivation_variances(model, framework, layer_objects, batch)
+    if not variances:
+        raise ValueError("none of the model's dense/convolution layers is used when x passes "
+                         "through the model, so there is nothing to rescale")
+    records = []
+    for name in list(variances):
+        layer, weight, bias = by_name[name]
+        variance = before = variances[name]
+        _check_variance_of(name, variance)
+        scale, iterations = 1.0, 0
+        while abs(variance / target - 1) > tolerance:
+            if iterations == iterations_allowed:
+                hint = ""
+                if bias is not None:
+                    bias_variance = float(np.var(bias.numpy().astype(np.float64)))
+                    hint = (f"; its bias alone has variance {bias_variance:.3g} across units"
+                            if bias_variance > 0 else "")
+                raise ValueError(
+                    f"layer {name!r} did not reach variance {target:g} within tolerance "
+                    f"{tolerance:g} after max_iterations={iterations_allowed} rescalings "
+                    f"(variance {variance:.4g}){hint}. Zero the biases (orthogonal=True does), "
+                    "raise max_iterations or tolerance, or use a larger batch")
+            factor = math.sqrt(target / variance)
+            assign(weight, weight.numpy() * factor)
+            scale *= factor
+            iterations += 1
+            variances = _preactivation_variances(model, framework, layer_objects, batch)
+            variance = variances[name]
+            _check_variance_of(name, variance)
+        records.append(LSUVRecord(name, type(layer).__name__, before, variance, scale,
+                                  iterations))
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Input-output Jacobians (dynamical isometry)
+# ---------------------------------------------------------------------------------------------
+
+def input_output_jacobian(model: Any, x: Any) -> np.ndarray:
+    """The Jacobian of a model's output with respect to its input at one example, by autodiff.
+
+    Chapter 6, "Dynamical isometry", studies its singular values: if they are all close to 1,
+    every direction of the input reaches the output with its length kept, and gradients flow
+    back the same way. Keras (TensorFlow backend) uses ``tf.GradientTape.jacobian``, torch
+    ``torch.autograd.functional.jacobian``; the model runs in inference mode.
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model (TensorFlow backend) or ``torch.nn.Module``.
+    x
+        One example, *without* the batch axis (e.g. shape ``(n_in,)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_out, n_in)`` in float64, where ``n_out`` and ``n_in`` are the numbers of
+        values in one output and one input (multi-dimensional inputs or outputs are
+        flattened, C order).
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a built Keras/torch model, the Keras backend is not TensorFlow,
+        ``x`` is empty, or ``x`` cannot pass through the model.
+    """
+    framework = require_built(model)
+    array = to_numpy(x) if (hasattr(x, "detach") or hasattr(x, "numpy")) else np.asarray(x)
+    if array.size == 0 or array.ndim == 0:
+        raise ValueError(f"x must be one example without the batch axis (e.g. shape (n_in,)), "
+                         f"got shape {array.shape}")
+    params = parameters(model)
+    if framework == "keras":
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(f"input_output_jacobian needs Keras's TensorFlow backend, got "
+                             f"{keras.backend.backend()!r}")
+        import tensorflow as tf
+
+        dtype = params[0].handle.dtype if params else "float32"
+        inputs = tf.convert_to_tensor(array[None], dtype=dtype)
+        try:
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                outputs = model(inputs, training=False)
+            jacobian = tape.jacobian(outputs, inputs)
+        except Exception as err:  # a wrong shape surfaces as many error types
+            raise ValueError(f"x with shape {array.shape} could not be passed through the model: "
+                             f"{type(err).__name__}: {err}") from err
+        values = np.asarray(jacobian, dtype=np.float64)
+        n_out = int(np.prod(outputs.shape[1:]))
+    else:
+        import torch
+
+        dtype = params[0].handle.dtype if params else torch.float32
+        inputs = torch.as_tensor(array[None]).to(dtype)
+        was_training = model.training
+        model.eval()
+        try:
+            jacobian = torch.autograd.functional.jacobian(model, inputs)
+        except Exception as err:
+            raise ValueError(f"x with shape {array.shape} could not be passed through the model: "
+                             f"{type(err).__name__}: {err}") from err
+        finally:
+            model.train(was_training)
+        values = jacobian.detach().cpu().numpy().astype(np.float64)
+        n_out = values.size // array.size
+    return values.reshape(n_out, array.size)
+
+
+_STACK_NONLINEARITIES = ("linear", "tanh", "relu")
+
+
+def deep_stack_jacobians(weights: Any, x: Any, nonlinearity: str = "linear",
+                         biases: Any = None, depths: Any = None) -> dict[int, np.ndarray]:
+    """Input-output Jacobians of a deep stack ``x_l = φ(W_l x_{l-1} + b_l)`` at every depth.
+
+    The chain rule gives ``J_l = D_l W_l J_{l-1}`` with ``D_l = diag φ'(W_l x_{l-1} + b_l)`` and
+    ``J_0 = I`` (Chapter 6, "Dynamical isometry"). Computing the product directly in float64
+    is much faster than autodiff when many networks and depths are wanted, and
+    :func:`input_output_jacobian` checks that it is the network's Jacobian. Leading batch axes
+    broadcast, so ``R`` networks can be processed at once.
+
+    Parameters
+    ----------
+    weights
+        A sequence of ``L`` arrays, the ``l``-th of shape ``(..., n_l, n_{l-1})`` in the
+        mathematical (torch) layout ``y = W x``; transpose Keras kernels first.
+    x
+        The input, shape ``(..., n_0)``.
+    nonlinearity
+        ``"linear"``, ``"tanh"`` or ``"relu"``.
+    biases
+        ``None`` or a sequence of ``L`` arrays of shape ``(..., n_l)``.
+    depths
+        The depths ``l`` (1 to ``L``) whose Jacobians are returned; default all.
+
+    Returns
+    -------
+    dict
+        ``{l: J_l}`` with ``J_l`` of shape ``(..., n_l, n_0)``, float64.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not chain, ``nonlinearity`` is unknown, ``biases`` has the wrong
+        length, or a depth is outside ``1..L``.
+    """
+    if nonlinearity not in _STACK_NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {_STACK_NONLINEARITIES}, got "
+                         f"{nonlinearity!r}")
+    # contiguous copies: matmul on strided views (e.g. one layer of a (nets, layers, n, n)
+    # array) falls back to a slow loop instead of BLAS
+    matrices = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
+    if not matrices or any(w.ndim < 2 for w in matrices):
+        raise ValueError("weights must be a non-empty sequence of arrays with at least 2 "
+                         "dimensions (..., n_out, n_in)")
+    n_layers = len(matrices)
+    if biases is not None:
+        vectors = [np.asarray(b, dtype=np.float64) for b in biases]
+        if len(vectors) != n_layers:
+            raise ValueError(f"biases must have one entry per weight ({n_layers}), got "
+                             f"{len(vectors)}")
+    wanted = set(range(1, n_layers + 1)) if depths is None else {int(d) for d in depths}
+    if not wanted or min(wanted) < 1 or max(wanted) > n_layers:
+        raise ValueError(f"depths must lie in 1..{n_layers}, got {sorted(wanted)}")
+    state = np.asarray(x, dtype=np.float64)
+    if state.ndim < 1 or state.shape[-1] != matrices[0].shape[-1]:
+        raise ValueError(f"x must end with the first weight's input size "
+                         f"{matrices[0].shape[-1]}, got shape {state.shape}")
+    jacobian = None
+    result = {}
+    for depth, matrix in enumerate(matrices, start=1):
+        if matrix.shape[-1] != state.shape[-1]:
+            raise ValueError(f"weight {depth} has input size {matrix.shape[-1]} but layer "
+                             f"{depth - 1} has {state.shape[-1]} outputs")
+        pre = np.einsum("...ij,...j->...i", matrix, state)
+        if biases is not None:
+            pre = pre + vectors[depth - 1]
+        if nonlinearity == "tanh":
+            state = np.tanh(pre)
+            slope = 1.0 - state**2
+        elif nonlinearity == "relu":
+            state = np.maximum(pre, 0.0)
+            slope = (pre > 0).astype(np.float64)
+        else:
+            state, slope = pre, None
+        step = matrix if slope is None else slope[..., :, None] * matrix
+        jacobian = step if jacobian is None else step @ jacobian
+        if depth in wanted:
+            result[depth] = jacobian
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Residual MLPs and their initialisations
+# ---------------------------------------------------------------------------------------------
+
+#: The initialisations :func:`init_residual_mlp_` knows (Chapter 6, "Residual networks"):
+#: ``"preserving"`` every branch preserves its input's second moment (LeCun then He);
+#: ``"depth_scaled"`` the same with the branch's last layer scaled by ``1/sqrt(n_blocks)``;
+#: ``"zero_last"`` the last layer of every branch zero (Goyal et al. 2017's zero gamma,
+#: SkipInit); ``"fixup"`` zero last layer and the first scaled by ``n_blocks**-1/2`` (Fixup with
+#: two layers per branch); ``"rezero"`` preserving branches behind a gate ``alpha = 0``;
+#: ``"gpt2"`` every weight ``N(0, 0.02^2)``, the branch's last layer
+#: ``N(0, (0.02/sqrt(n_blocks))^2)``; ``"gpt2_unscaled"`` every weight ``N(0, 0.02^2)``.
+RESIDUAL_INITS = ("preserving", "depth_scaled", "zero_last", "fixup", "rezero", "gpt2",
+                  "gpt2_unscaled")
+
+_GPT2_STD = 0.02
+_LAYER_NORM_EPSILON = 1e-5  # GPT-2's and torch's; Keras's default (1e-3) is set to match
+
+
+@lru_cache(maxsize=1)
+def _keras_gate_class() -> type:
+    import keras
+
+    class ResidualGate(keras.layers.Layer):
+        """Multiplies its input by a learnable scalar ``alpha`` (ReZero's gate), zero at init."""
+
+        def build(self, input_shape: Any) -> None:
+            self.alpha = self.add_weight(name="alpha", shape=(), initializer="zeros")
+
+        def call(self, inputs: Any) -> Any:
+            return inputs * self.alpha
+
+    return ResidualGate
+
+
+@lru_cache(maxsize=1)
+def _torch_residual_classes() -> tuple[type, type]:
+    import torch
+    import torch.nn as nn
+
+    class ResidualBlock(nn.Module):
+        """``x + alpha * fc_out(act(fc_in(norm(x))))``; ``stream`` is an identity leaf that lets
+        forward hooks (utils.frameworks.trace) see the residual stream after the block."""
+
+        def __init__(self, width: int, hidden: int, pre_norm: bool, rezero: bool) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(width, eps=_LAYER_NORM_EPSILON) if pre_norm else None
+            self.fc_in = nn.Linear(width, hidden)
+            self.act = nn.GELU() if pre_norm else nn.ReLU()
+            self.fc_out = nn.Linear(hidden, width)
+            self.alpha = nn.Parameter(torch.zeros(())) if rezero else None
+            self.stream = nn.Identity()
+
+        def forward(self, x: Any) -> Any:
+            branch = self.fc_out(self.act(self.fc_in(x if self.norm is None else self.norm(x))))
+            if self.alpha is not None:
+                branch = self.alpha * branch
+            return self.stream(x + branch)
+
+    class ResidualMLP(nn.Module):
+        """A stack of :class:`ResidualBlock` s in an ``nn.ModuleList`` called ``blocks``."""
+
+        def __init__(self, width: int, n_blocks: int, hidden: int, pre_norm: bool,
+                     rezero: bool) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(ResidualBlock(width, hidden, pre_norm, rezero)
+                                        for _ in range(n_blocks))
+
+        def forward(self, x: Any) -> Any:
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    return ResidualBlock, ResidualMLP
+
+
+def residual_mlp(framework: str, width: int, n_blocks: int, *, pre_norm: bool = False,
+                 rezero: bool = False, hidden: int | None = None, init: str = "preserving",
+                 seed: int = 0, dtype: str = "float32") -> Any:
+    """A residual MLP ``x_{l+1} = x_l + f_l(x_l)``, built in Keras or torch and initialised.
+
+    Each branch is ``Dense(hidden) -> ReLU -> Dense(width)``, or with ``pre_norm`` GPT-2's MLP
+    branch ``LayerNorm -> Dense(hidden) -> GELU -> Dense(width)`` (``hidden = 4 * width`` by
+    default, LayerNorm epsilon 1e-5, exact GELU). With ``rezero`` the branch is multiplied by a
+    learnable scalar gate (Bachlechner et al. 2021). There is no input or output layer: the
+    model maps the stream to the stream, and :func:`trace_residual_mlp` records it after every
+    block. Chapter 6, "Residual networks", measures it.
+
+    Layer names: Keras ``block{i}_norm``, ``block{i}_in``, ``block{i}_act``, ``block{i}_out``,
+    ``block{i}_gate``, ``block{i}_add`` in a functional model; torch
+    ``blocks.{i}.norm/fc_in/act/fc_out/stream`` and the parameter ``blocks.{i}.alpha``, nested
+    modules in an ``nn.ModuleList``.
+
+    Parameters
+    ----------
+    framework
+        ``"keras"`` or ``"torch"``.
+    width, n_blocks
+        The stream's width and the number of residual blocks (both >= 1).
+    pre_norm, rezero, hidden
+        As above.
+    init, seed
+        Passed to :func:`init_residual_mlp_`; the same ``init`` and ``seed`` give identical
+        parameters in both frameworks.
+    dtype
+        ``"float32"`` or ``"float64"``.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not one of the documented values.
+    """
+    if framework not in ("keras", "torch"):
+        raise ValueError(f"framework must be 'keras' or 'torch', got {framework!r}")
+    width = _check_int(width, "width", 1)
+    n_blocks = _check_int(n_blocks, "n_blocks", 1)
+    hidden = (4 * width if pre_norm else width) if hidden is None \
+        else _check_int(hidden, "hidden", 1)
+    if not isinstance(pre_norm, bool) or not isinstance(rezero, bool):
+        raise ValueError(f"pre_norm and rezero must be True or False, got {pre_norm!r}, "
+                         f"{rezero!r}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if init not in RESIDUAL_INITS:
+        raise ValueError(f"init must be one of {RESIDUAL_INITS}, got {init!r}")
+    if framework == "torch":
+        import torch
+
+        _, model_class = _torch_residual_classes()
+        model = model_class(width, n_blocks, hidden, pre_norm, rezero).to(getattr(torch, dtype))
+    else:
+        import keras
+
+        inputs = keras.Input((width,), dtype=dtype)
+        stream = inputs
+        for i in range(n_blocks):
+            branch = stream
+            if pre_norm:
+                branch = keras.layers.LayerNormalization(
+                    epsilon=_LAYER_NORM_EPSILON, dtype=dtype, name=f"block{i}_norm")(branch)
+            branch = keras.layers.Dense(hidden, dtype=dtype, name=f"block{i}_in")(branch)
+            branch = keras.layers.Activation("gelu" if pre_norm else "relu", dtype=dtype,
+                                             name=f"block{i}_act")(branch)
+            branch = keras.layers.Dense(width, dtype=dtype, name=f"block{i}_out")(branch)
+            if rezero:
+                branch = _keras_gate_class()(dtype=dtype, name=f"block{i}_gate")(branch)
+            stream = keras.layers.Add(dtype=dtype, name=f"block{i}_add")([stream, branch])
+        model = keras.Model(inputs, stream, name="residual_mlp")
+    return init_residual_mlp_(model, init, seed)
+
+
+def _residual_blocks(model: Any) -> list[dict[str, Any]]:
+    """Per block: the ParamInfo of fc_in/fc_out weights and biases, norm gamma/beta, gate."""
+    framework = require_built(model)
+    if framework == "keras":
+        keys = {"in": "_in", "out": "_out", "norm": "_norm", "gate": "_gate"}
+        pattern = re.compile(r"^block(\d+)(_in|_out|_norm|_gate)$")
+
+        def locate(param: ParamInfo) -> tuple[int, str] | None:
+            match = pattern.match(getattr(param.layer_object, "name", ""))
+            if match is None:
+                return None
+            return int(match.group(1)), {v: k for k, v in keys.items()}[match.group(2)]
+    else:
+        pattern = re.compile(r"^blocks\.(\d+)(?:\.(fc_in|fc_out|norm))?$")
+        names = {"fc_in": "in", "fc_out": "out", "norm": "norm", None: "gate"}
+
+        def locate(param: ParamInfo) -> tuple[int, str] | None:
+            match = pattern.match(param.layer)
+            if match is None:
+                return None
+            return int(match.group(1)), names[match.group(2)]
+    blocks: dict[int, dict[str, Any]] = {}
+    for param in parameters(model):
+        place = locate(param)
+        if place is None:
+            continue
+        blocks.setdefault(place[0], {})[f"{place[1]}/{param.name}"] = param
+    ordered = [blocks[i] for i in sorted(blocks)]
+    weight = "kernel" if framework == "keras" else "weight"
+    if not ordered or sorted(blocks) != list(range(len(ordered))) or any(
+            f"in/{weight}" not in b or f"out/{weight}" not in b for b in ordered):
+        raise ValueError("model must be built by utils.initializers.residual_mlp (blocks whose "
+                         "layers are named block{i}_in/_out in Keras or blocks.{i}.fc_in/fc_out "
+                         "in torch)")
+    for block in ordered:
+        block["framework"] = framework
+    return ordered
+
+
+def init_residual_mlp_(model: Any, init: str = "preserving", seed: int = 0) -> Any:
+    """(Re-)initialise a :func:`residual_mlp` in place with one of :data:`RESIDUAL_INITS`.
+
+    Weights are drawn from ``numpy.random.default_rng(seed)`` as standard normals, block by
+    block (``fc_in`` then ``fc_out``) in Keras's layout and transposed for torch, then scaled;
+    every scheme draws the same normals, so two schemes with the same seed differ only in the
+    scales. Biases are zero, LayerNorm scales one and offsets zero, ReZero gates ``alpha = 1``
+    except under ``"rezero"`` (``alpha = 0``). With ``n`` the stream width, ``m`` the hidden
+    width and ``N`` the number of blocks, the standard deviations are (Chapter 6 derives them):
+
+    ================  =============================  ====================================
+    init              first layer ``fc_in``          last layer ``fc_out``
+    ================  =============================  ====================================
+    preserving        ``sqrt(1/n)`` (LeCun)          ``sqrt(2/m)`` (He: ReLU input)
+    depth_scaled      ``sqrt(1/n)``                  ``sqrt(2/m) / sqrt(N)``
+    zero_last         ``sqrt(1/n)``                  0
+    fixup             ``sqrt(1/n) / sqrt(N)``        0
+    rezero            ``sqrt(1/n)``                  ``sqrt(2/m)``, gate 0
+    gpt2              0.02                           ``0.02 / sqrt(N)``
+    gpt2_unscaled     0.02                           0.02
+    ================  =============================  ====================================
+
+    Fixup (Zhang et al. 2019) scales all but the last of a branch's ``k`` layers by
+    ``N**(-1/(2k - 2))``, which is ``N**-1/2`` for ``k = 2``; its scalar biases and multipliers
+    are not modelled. GPT-2 (Radford et al. 2019) divides by the square root of the number of
+    residual layers; a GPT-2 block has two (attention and MLP), hence its
+    ``0.02 / sqrt(2 * n_layer)``, and here every block is one residual layer.
+
+    Returns
+    -------
+    The model, for chaining.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` was not built by :func:`residual_mlp`, ``init`` is unknown, ``"rezero"`` is
+        asked of a model without gates, or ``seed`` is invalid.
+    """
+    if init not in RESIDUAL_INITS:
+        raise ValueError(f"init must be one of {RESIDUAL_INITS}, got {init!r}")
+    rng = np.random.default_rng(_check_seed(seed))
+    blocks = _residual_blocks(model)
+    framework = blocks[0]["framework"]
+    weight = "kernel" if framework == "keras" else "weight"
+    gated = all(any(key.startswith("gate/") for key in block) for block in blocks)
+    if init == "rezero" and not gated:
+        raise ValueError("init='rezero' needs a model built with residual_mlp(..., rezero=True)")
+    n_blocks = len(blocks)
+    for block in blocks:
+        w_in, w_out = block[f"in/{weight}"], block[f"out/{weight}"]
+        n, m = _to_keras_layout(w_in.shape, framework)[-2:]
+        if init in ("gpt2", "gpt2_unscaled"):
+            std_in = _GPT2_STD
+            std_out = _GPT2_STD / math.sqrt(n_blocks) if init == "gpt2" else _GPT2_STD
+        else:
+            std_in = math.sqrt(1.0 / n) / (math.sqrt(n_blocks) if init == "fixup" else 1.0)
+            std_out = {"preserving": math.sqrt(2.0 / m), "rezero": math.sqrt(2.0 / m),
+                       "depth_scaled": math.sqrt(2.0 / m) / math.sqrt(n_blocks),
+                       "zero_last": 0.0, "fixup": 0.0}[init]
+        for param, std in ((w_in, std_in), (w_out, std_out)):
+            shape = _to_keras_layout(param.shape, framework)
+            kernel = std * rng.standard_normal(shape)
+            assign(param, _from_keras_layout(kernel, framework))
+        for key, param in block.items():
+            if key in ("framework", f"in/{weight}", f"out/{weight}"):
+                continue
+            if key.startswith("gate/"):
+                assign(param, np.full(param.shape, 0.0 if init == "rezero" else 1.0))
+            elif key in ("norm/gamma", "norm/weight"):
+                assign(param, np.ones(param.shape))
+            else:  # biases and LayerNorm offsets
+                assign(param, np.zeros(param.shape))
+    return model
+
+
+@dataclass(frozen=True)
+class ResidualTrace:
+    """The residual stream of a :func:`residual_mlp` at every depth, and its branches' hidden
+    activations (see :func:`trace_residual_mlp`).
+
+    Attributes
+    ----------
+    stream
+        Shape ``(n_blocks + 1, batch, width)``: the input, then the stream after each block.
+    hidden
+        Shape ``(n_blocks, batch, hidden)``: each branch's activations after its nonlinearity
+        (the input of its last layer).
+    """
+
+    stream: np.ndarray
+    hidden: np.ndarray
+
+    @property
+    def rms(self) -> np.ndarray:
+        """Root mean square of the stream at each depth (its std about zero), float64."""
+        values = self.stream.astype(np.float64)
+        return np.sqrt(np.mean(values**2, axis=(1, 2)))
+
+
+def trace_residual_mlp(model: Any, x: Any) -> ResidualTrace:
+    """One forward pass of a :func:`residual_mlp`, recording the stream after every block.
+
+    Built on :func:`utils.frameworks.trace` (the Keras ``block{i}_add`` layers and torch
+    ``blocks.{i}.stream`` leaves record the stream; ``block{i}_act`` / ``blocks.{i}.act`` the
+    hidden activations).
+
+    Raises
+    ------
+    ValueError
+        If ``model`` was not built by :func:`residual_mlp` or ``x`` cannot pass through it.
+    """
+    blocks = _residual_blocks(model)
+    framework = blocks[0]["framework"]
+    records = {record.name: record.output for record in trace(model, x).layers}
+    n_blocks = len(blocks)
+    if framework == "keras":
+        streams = [records[f"block{i}_add"] for i in range(n_blocks)]
+        hidden = [records[f"block{i}_act"] for i in range(n_blocks)]
+    else:
+        streams = [records[f"blocks.{i}.stream"] for i in range(n_blocks)]
+        hidden = [records[f"blocks.{i}.act"] for i in range(n_blocks)]
+    first = to_numpy(x) if (hasattr(x, "detach") or hasattr(x, "numpy")) else np.asarray(x)
+    return ResidualTrace(np.stack([first.astype(streams[0].dtype)] + streams), np.stack(hidden))

@@ -1,13 +1,15 @@
 """Histograms of weights, biases, activations and gradients for any Keras 3 or torch model
-(Chapter 3), and a mean-with-band line plot for repeated runs (Chapters 2, 3 and 5).
+(Chapter 3), and a mean-with-band line plot for repeated runs (Chapters 2, 3, 5 and 6).
 
 The course's fixed visual vocabulary: one panel per tensor in layer order,
 titled ``layer/param`` with its shape and size; the sampled values as a filled histogram
-(blue); the initializer's density on top (vermillion) with dashed bounds (black) where the
-initializer is known (:func:`utils.distributions.param_distribution`); a constant tensor as a
-spike annotated with its value; saturation and dead-unit fractions written on activation
-panels. Colours come from the Okabe-Ito palette, which stays distinguishable under the common
-colour-vision deficiencies.
+(neutral grey); the initializer's density on top (solid black) with dashed bounds (black) where
+the initializer is known (:func:`utils.distributions.param_distribution`); a constant tensor as
+a spike annotated with its value; saturation and dead-unit fractions written on activation
+panels, computed by :func:`utils.variance.layer_statistics` (the course's one definition of
+both). Colours come from the Okabe-Ito palette, which stays distinguishable under the common
+colour-vision deficiencies; blue and vermillion are reserved for the two frameworks
+(:data:`FRAMEWORK_COLORS`), so nothing else in a figure uses them.
 
 Large models stay fast and readable: each histogram is computed from at most ``max_samples``
 values drawn with a fixed-seed generator (exact minimum and maximum are kept), and at most
@@ -28,17 +30,18 @@ import numpy as np
 from utils.distributions import InitDistribution, check_sample, param_distribution
 from utils.frameworks import (LayerRecord, ParamInfo, framework_of, leaf_layers, parameters,
                               require_built, trace)
+from utils.stats import pointwise_mean_ci, require_int
 
 __all__ = [
     "OKABE_ITO",
     "PALETTE",
+    "NEUTRAL",
     "COLORS",
+    "FONT_SIZES",
     "FRAMEWORK_COLORS",
     "weight_histograms",
     "weight_summary",
     "activation_histograms",
-    "activation_summary",
-    "LayerActivity",
     "gradient_histograms",
     "mean_band",
     "plot_mean_band",
@@ -56,20 +59,30 @@ OKABE_ITO: dict[str, str] = {
     "reddish_purple": "#CC79A7",
     "black": "#000000",
 }
-#: The palette in the order the course cycles through it for lines (yellow last: low contrast).
-PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9",
-                            "#000000", "#F0E442")
 #: One colour per framework, the same in every chapter's figures.
 FRAMEWORK_COLORS: dict[str, str] = {"keras": OKABE_ITO["blue"], "torch": OKABE_ITO["vermillion"]}
-#: What each colour means in the histogram figures.
+#: The palette in the order the course cycles through it for series that are *not* frameworks
+#: (initializers, scales, arms of an experiment). The two framework colours come after every
+#: other colour, so a figure with up to five series never uses them; pale yellow is last (low
+#: contrast on white).
+PALETTE: tuple[str, ...] = ("#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#0072B2",
+                            "#D55E00", "#F0E442")
+#: A neutral grey for histogram bars: the data, whichever framework it came from.
+NEUTRAL = "#8C8C8C"
+#: What each colour means in the histogram figures (no framework colour among them).
 COLORS: dict[str, str] = {
-    "sample": OKABE_ITO["blue"],
-    "theory": OKABE_ITO["vermillion"],
+    "sample": NEUTRAL,
+    "theory": OKABE_ITO["black"],
     "bounds": OKABE_ITO["black"],
     "constant": OKABE_ITO["bluish_green"],
     "threshold": OKABE_ITO["orange"],
     "flag": OKABE_ITO["reddish_purple"],
 }
+#: Font sizes (points) of the histogram figures. At the course's 90 dpi, 8 pt is 10 pixels, so
+#: a figure up to 7.6 inches wide, shown a little narrower in the book's text column, keeps
+#: its smallest text at about 9 pixels.
+FONT_SIZES: dict[str, float] = {"title": 9.0, "note": 8.0, "tick": 8.0, "label": 8.5,
+                                "legend": 8.5, "suptitle": 11.0}
 
 _TITLE_CHARS = 30
 
@@ -155,12 +168,6 @@ def _check_select(select: Any) -> None:
         raise ValueError(f"select is not a valid regular expression: {err}") from None
 
 
-def _check_positive_int(value: Any, argument: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _page(panels: list[Any], max_panels: int, page: int) -> tuple[list[Any], str]:
     """The items on page ``page`` and the text that says which they are."""
     pages = max(1, math.ceil(len(panels) / max_panels))
@@ -195,24 +202,30 @@ def _draw_constant(ax: Any, panel: _Panel) -> set[str]:
     ax.set_ylim(0, panel.count * (1.35 + 0.14 * len(panel.notes)))
     ax.annotate(f"all {panel.count:,} = {value:.4g}", (value, panel.count),
                 xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
-                fontsize=7, color=COLORS["constant"])
-    ax.tick_params(axis="y", labelsize=6)
+                fontsize=FONT_SIZES["note"], color=COLORS["constant"])
     ax.set_yticks([0, panel.count])
-    ax.set_ylabel("count", fontsize=7)
+    ax.set_ylabel("count", fontsize=FONT_SIZES["label"])
     return {"constant"}
 
 
 def _draw_panel(ax: Any, panel: _Panel, bins: int, log: bool) -> set[str]:
     """Draw one panel; return the legend roles it used."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     shape_text = "×".join(str(d) for d in panel.shape) if panel.shape else "scalar"
     ax.set_title(f"{_short_label(panel.label)}\n({shape_text}) · {panel.count:,} values",
-                 fontsize=7.5)
-    ax.tick_params(labelsize=6)
+                 fontsize=FONT_SIZES["title"])
+    ax.tick_params(labelsize=FONT_SIZES["tick"])
     ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    # plain labels such as 4e-05, never a separate "1e-5" multiplier that collides with the
+    # panel title
+    short = FuncFormatter(lambda value, _: f"{value:.3g}")
+    ax.xaxis.set_major_formatter(short)
+    if not log:
+        ax.yaxis.set_major_formatter(short)
     if panel.count == 0:
-        ax.text(0.5, 0.5, "empty tensor", transform=ax.transAxes, ha="center", fontsize=7)
+        ax.text(0.5, 0.5, "empty tensor", transform=ax.transAxes, ha="center",
+                fontsize=FONT_SIZES["note"])
         return set()
     roles: set[str] = set()
     if panel.constant:
@@ -224,7 +237,7 @@ def _draw_panel(ax: Any, panel: _Panel, bins: int, log: bool) -> set[str]:
         # about 2 sqrt(n) bins for small tensors (a 64-value bias in 50 bins is mostly noise)
         n_bins = int(min(bins, max(8, round(2 * math.sqrt(panel.sample.size)))))
         density, edges = np.histogram(panel.sample, bins=n_bins, range=(lo, hi), density=True)
-        ax.stairs(density, edges, fill=True, color=COLORS["sample"], alpha=0.55, linewidth=0)
+        ax.stairs(density, edges, fill=True, color=COLORS["sample"], alpha=0.6, linewidth=0)
         ax.stairs(density, edges, color=COLORS["sample"], linewidth=0.6)
         top = float(density.max()) if density.size else 1.0
         dist = panel.distribution
@@ -236,7 +249,7 @@ def _draw_panel(ax: Any, panel: _Panel, bins: int, log: bool) -> set[str]:
                 grid = np.sort(np.concatenate([grid, [b0 - tiny, b0 + tiny, b1 - tiny, b1 + tiny]]))
             pdf = dist.pdf(grid)
             finite = pdf[np.isfinite(pdf)]
-            ax.plot(grid, pdf, color=COLORS["theory"], linewidth=1.2)
+            ax.plot(grid, pdf, color=COLORS["theory"], linewidth=1.3)
             roles.add("theory")
             if finite.size:
                 # the theory may be far narrower than trained values: cap it, do not let it
@@ -250,19 +263,23 @@ def _draw_panel(ax: Any, panel: _Panel, bins: int, log: bool) -> set[str]:
             ax.axvline(dist.value, color=COLORS["theory"], linewidth=1.2)
             roles.add("theory")
         for t in [t for t in panel.thresholds if lo <= t <= hi]:  # only those in view
-            ax.axvline(t, color=COLORS["threshold"], linestyle=":", linewidth=1.0)
+            ax.axvline(t, color=COLORS["threshold"], linestyle=":", linewidth=1.3)
             roles.add("threshold")
         ax.set_xlim(lo - pad, hi + pad)
         if log:
             ax.set_yscale("log")
         else:
             # head room for the notes written in the top-left corner
-            ax.set_ylim(0, top * (1.12 + 0.14 * len(panel.notes)))
+            ax.set_ylim(0, top * (1.15 + 0.17 * len(panel.notes)))
     if panel.notes:
         for i, (text, colour) in enumerate(panel.notes):
-            ax.text(0.03, 0.97 - 0.11 * i, text, transform=ax.transAxes, ha="left", va="top",
-                    fontsize=6, color=colour,
-                    bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 0.6})
+            flag = colour == COLORS["flag"]  # a warning: bold, so the paler colour reads
+            note = ax.text(0.03, 0.97 - 0.13 * i, text, transform=ax.transAxes, ha="left",
+                           va="top", fontsize=FONT_SIZES["note"], color=colour,
+                           fontweight="bold" if flag else "normal",
+                           bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none",
+                                 "pad": 0.6})
+            note.set_in_layout(False)  # a long note must not shrink the panel it sits on
     return roles
 
 
@@ -286,7 +303,7 @@ def _legend_handles(roles: set[str]) -> list[Any]:
         text, style = _LEGEND[role]
         colour = COLORS[role]
         if style == "patch":
-            handles.append(Patch(facecolor=colour, alpha=0.55, label=text))
+            handles.append(Patch(facecolor=colour, alpha=0.6, label=text))
         elif style == "spike":
             handles.append(Line2D([], [], color=colour, linewidth=3, marker="o", markersize=4,
                                   label=text))
@@ -324,32 +341,33 @@ def _draw_figure(panels: list[_Panel], *, ncols: int, bins: int, log: bool,
         roles |= _draw_panel(ax, panel, bins, log)
     if axes is not None:
         for ax in used_axes:  # the caller arranges the axes: label every one
-            ax.set_xlabel(xlabel, fontsize=7)
+            ax.set_xlabel(xlabel, fontsize=FONT_SIZES["label"])
             if not ax.get_ylabel():  # constants already say "count"
-                ax.set_ylabel(ylabel, fontsize=7)
+                ax.set_ylabel(ylabel, fontsize=FONT_SIZES["label"])
         if legend and roles:
             handles = _legend_handles(roles)
             # "outside" placement needs the constrained layout engine; elsewhere the legend
             # sits at the bottom edge of the figure
             constrained = type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
             fig.legend(handles=handles, loc="outside lower center" if constrained else
-                       "lower center", ncols=len(handles), fontsize=7, frameon=False)
+                       "lower center", ncols=min(len(handles), 3), fontsize=FONT_SIZES["legend"],
+                       frameon=False)
         return fig
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=FONT_SIZES["suptitle"])
     ncols_used = grid.shape[1]
     for index, ax in enumerate(used_axes):
         if index + ncols_used >= len(used_axes):  # nothing drawn below it
-            ax.set_xlabel(xlabel, fontsize=7)
+            ax.set_xlabel(xlabel, fontsize=FONT_SIZES["label"])
         if index % ncols_used == 0 and not ax.get_ylabel():  # constants say "count"
-            ax.set_ylabel(ylabel, fontsize=7)
+            ax.set_ylabel(ylabel, fontsize=FONT_SIZES["label"])
     handles = _legend_handles(roles) if legend else []
     if footnote is not None:
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], linestyle="none", label=footnote))
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
-                   fontsize=7, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
+                   fontsize=FONT_SIZES["legend"], frameon=False)
     return fig
 
 
@@ -417,7 +435,8 @@ def _weight_notes(panel: _Panel, dist: InitDistribution | None) -> None:
     population = panel.count if panel.sample.size < panel.count else None
     check = check_sample(panel.sample, dist, population=population, eps=panel.eps)
     if not check.ok:
-        panel.notes.append((f"values differ: {', '.join(check.failures)}", COLORS["flag"]))
+        panel.notes.append(("values differ from it:", COLORS["flag"]))
+        panel.notes.append((", ".join(check.failures), COLORS["flag"]))
 
 
 def weight_histograms(model: Any, *, include_non_trainable: bool = False,
@@ -427,7 +446,7 @@ def weight_histograms(model: Any, *, include_non_trainable: bool = False,
                       max_panels: int = 24, page: int = 0, ncols: int = 4, bins: int = 50,
                       max_samples: int = 100_000, seed: int = 0, log: bool = False,
                       axes: Sequence[Any] | None = None, title: str | None = None,
-                      legend: bool = True, panel_size: tuple[float, float] = (2.5, 1.9),
+                      legend: bool = True, panel_size: tuple[float, float] = (2.9, 2.3),
                       dpi: float | None = None) -> Any:
     """One histogram per parameter tensor of a Keras 3 or torch model, in layer order.
 
@@ -477,10 +496,10 @@ def weight_histograms(model: Any, *, include_non_trainable: bool = False,
         If ``model`` is not a Keras/torch model, is an unbuilt Keras model (the message says
         how to build it), has no parameters, or an argument is out of range.
     """
-    max_panels = _check_positive_int(max_panels, "max_panels")
-    ncols = _check_positive_int(ncols, "ncols")
-    bins = _check_positive_int(bins, "bins")
-    max_samples = _check_positive_int(max_samples, "max_samples", 2)
+    max_panels = require_int(max_panels, "max_panels")
+    ncols = require_int(ncols, "ncols")
+    bins = require_int(bins, "bins")
+    max_samples = require_int(max_samples, "max_samples", 2)
     chosen, info = _param_panels(model, include_non_trainable, select, max_samples, seed,
                                  overlay, distributions, max_panels, page)
     assumed = any(p.distribution is not None and p.distribution.assumed for p in chosen)
@@ -501,7 +520,7 @@ def weight_summary(model: Any, *, include_non_trainable: bool = False,
 
     The summary view for models with too many tensors for :func:`weight_histograms`: boxes span
     the 25-75 % quantiles, whiskers 5-95 %, the line is the median; the initializer's ±1 std
-    (vermillion ticks) and bounds (black ticks) are marked where known.
+    (long black ticks) and bounds (short black ticks) are marked where known.
 
     Returns
     -------
@@ -516,7 +535,7 @@ def weight_summary(model: Any, *, include_non_trainable: bool = False,
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    max_samples = _check_positive_int(max_samples, "max_samples", 2)
+    max_samples = require_int(max_samples, "max_samples", 2)
     panels, _ = _param_panels(model, include_non_trainable, select, max_samples, seed, True,
                               None)
     if ax is None:
@@ -530,7 +549,7 @@ def weight_summary(model: Any, *, include_non_trainable: bool = False,
                       "fliers": [], "label": ""})
     positions = np.arange(len(panels))
     ax.bxp(stats, positions=positions, showfliers=False, widths=0.6, patch_artist=True,
-           boxprops={"facecolor": COLORS["sample"], "alpha": 0.55, "linewidth": 0.5},
+           boxprops={"facecolor": COLORS["sample"], "alpha": 0.6, "linewidth": 0.5},
            medianprops={"color": "black", "linewidth": 0.8},
            whiskerprops={"linewidth": 0.6}, capprops={"linewidth": 0.6})
     for x, p in zip(positions, panels):
@@ -541,26 +560,32 @@ def weight_summary(model: Any, *, include_non_trainable: bool = False,
             ax.plot([x], [d.value], marker="D", color=COLORS["constant"], markersize=4)
             continue
         ax.plot([x, x], [d.mean - d.std, d.mean + d.std], linestyle="none", marker="_",
-                color=COLORS["theory"], markersize=9, markeredgewidth=1.5)
+                color=COLORS["theory"], markersize=9, markeredgewidth=1.8)
         if d.bounds is not None:
             ax.plot([x, x], list(d.bounds), linestyle="none", marker="_",
                     color=COLORS["bounds"], markersize=6)
     step = max(1, math.ceil(len(panels) / 40))  # at most ~40 readable tick labels
     ax.set_xticks(positions[::step])
     ax.set_xticklabels([_short_label(p.label) for p in panels[::step]], rotation=90,
-                       fontsize=6)
-    ax.set_xlabel("parameter tensor (layer order)")
-    ax.set_ylabel("parameter value")
+                       fontsize=FONT_SIZES["tick"])
+    ax.tick_params(axis="y", labelsize=FONT_SIZES["tick"])
+    ax.set_xlabel("parameter tensor (layer order)", fontsize=FONT_SIZES["label"])
+    ax.set_ylabel("parameter value", fontsize=FONT_SIZES["label"])
     ax.set_title(title or f"Parameters of {_model_name(model)}: quantiles per tensor",
-                 fontsize=10)
-    ax.legend(handles=[Patch(facecolor=COLORS["sample"], alpha=0.55, label="25-75 % (5-95 %)"),
-                       Line2D([], [], color=COLORS["theory"], marker="_", linestyle="none",
-                              markersize=9, label="initializer ±1 std"),
-                       Line2D([], [], color=COLORS["bounds"], marker="_", linestyle="none",
-                              label="initializer bounds"),
-                       Line2D([], [], color=COLORS["constant"], marker="D", linestyle="none",
-                              label="constant")],
-              fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+                 fontsize=FONT_SIZES["suptitle"])
+    handles = [Patch(facecolor=COLORS["sample"], alpha=0.6, label="25-75 % (5-95 %)"),
+               Line2D([], [], color=COLORS["theory"], marker="_", linestyle="none",
+                      markersize=9, markeredgewidth=1.8, label="initializer ±1 std"),
+               Line2D([], [], color=COLORS["bounds"], marker="_", linestyle="none",
+                      label="initializer bounds"),
+               Line2D([], [], color=COLORS["constant"], marker="D", linestyle="none",
+                      label="constant")]
+    if type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine":
+        # below the tick labels, so the plot keeps the figure's whole width
+        fig.legend(handles=handles, fontsize=FONT_SIZES["legend"], ncols=len(handles),
+                   loc="outside lower center", frameon=False)
+    else:
+        ax.legend(handles=handles, fontsize=FONT_SIZES["legend"], loc="best")
     return fig
 
 
@@ -568,43 +593,15 @@ def weight_summary(model: Any, *, include_non_trainable: bool = False,
 # Activations
 # --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LayerActivity:
-    """What one layer output during a forward pass (Chapter 3).
-
-    Attributes
-    ----------
-    name, layer_type
-        As in :class:`utils.frameworks.LayerRecord`.
-    kind
-        ``"tanh"``, ``"sigmoid"``, ``"relu"`` or None: the activation the layer applies
-        (torch ``nn.Tanh``/``nn.ReLU``/...; Keras ``Activation``/``ReLU`` layers and layers with
-        a fused ``activation=``).
-    count, mean, std
-        Number of output values in the batch, their mean and standard deviation.
-    saturated_fraction
-        tanh: fraction with ``|a| > saturation``; sigmoid: fraction with ``a < 1 - saturation``
-        or ``a > saturation``; None otherwise.
-    zero_fraction, dead_fraction
-        ReLU only: fraction of outputs exactly 0, and fraction of units (output features, all
-        axes but the batch axis) that are 0 for *every* example in the batch.
-    """
-
-    name: str
-    layer_type: str
-    kind: str | None
-    count: int
-    mean: float
-    std: float
-    saturated_fraction: float | None = None
-    zero_fraction: float | None = None
-    dead_fraction: float | None = None
-
-
+# Output ranges of the bounded activations whose panels get saturation thresholds. Where the
+# thresholds sit is utils.variance.layer_statistics' definition (within 1 - saturation of an
+# end of the range); tests/test_plotting.py checks that the lines and its fractions agree.
+_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 _TORCH_KINDS = {"Tanh": "tanh", "Sigmoid": "sigmoid", "ReLU": "relu", "ReLU6": "relu"}
 
 
 def _activation_kind(layer: Any) -> str | None:
+    """``"tanh"``, ``"sigmoid"``, ``"relu"`` or None: what the layer applies last."""
     if layer is None:
         return None
     name = type(layer).__name__
@@ -616,6 +613,14 @@ def _activation_kind(layer: Any) -> str | None:
     activation = getattr(layer, "activation", None)
     function = getattr(activation, "__name__", "")
     return {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "relu6": "relu"}.get(function)
+
+
+def _thresholds(kind: str | None, saturation: float) -> tuple[float, float] | None:
+    if kind not in _RANGES:
+        return None
+    low, high = _RANGES[kind]
+    margin = 1.0 - saturation
+    return low + margin, high - margin
 
 
 def _check_input(model: Any, x: Any, framework: str) -> None:
@@ -642,53 +647,65 @@ def _layer_objects(model: Any) -> dict[str, Any]:
     return dict(leaf_layers(model))
 
 
-def _activity(record: LayerRecord, layer: Any, saturation: float) -> LayerActivity:
-    values = record.output
-    kind = _activation_kind(layer)
-    flat = np.asarray(values, dtype=np.float64).reshape(-1)
-    mean, std = (float(flat.mean()), float(flat.std())) if flat.size else (math.nan, math.nan)
-    saturated = zero = dead = None
-    if kind == "tanh":
-        saturated = float(np.mean(np.abs(flat) > saturation))
-    elif kind == "sigmoid":
-        saturated = float(np.mean((flat > saturation) | (flat < 1 - saturation)))
-    elif kind == "relu":
-        zero = float(np.mean(flat == 0))
-        per_unit = np.asarray(values).reshape(values.shape[0], -1) if values.ndim > 1 else \
-            np.asarray(values).reshape(-1, 1)
-        dead = float(np.mean(np.all(per_unit == 0, axis=0)))
-    return LayerActivity(record.name, record.layer_type, kind, int(flat.size), mean, std,
-                         saturated, zero, dead)
+def _traced_statistics(model: Any, x: Any, select: Any, training: bool,
+                       saturation: float) -> list[tuple[LayerRecord, Any, Any]]:
+    """(record, LayerStats, layer object) for every selected leaf-layer call."""
+    from utils.variance import layer_statistics
 
-
-def _traced_activities(model: Any, x: Any, select: Any, saturation: float,
-                       training: bool) -> tuple[list[LayerRecord], list[LayerActivity]]:
     framework = require_built(model)
     _check_select(select)
-    if not 0.0 < saturation < 1.0:
-        raise ValueError(f"saturation must be in (0, 1), got {saturation}")
     _check_input(model, x, framework)
+    statistics = layer_statistics(model, x, training=training, saturation=saturation)
     result = trace(model, x, training=training)
+    if [s.name for s in statistics] != [r.name for r in result.layers]:  # pragma: no cover
+        raise RuntimeError("layer_statistics and trace disagree on the layers; please report")
     layers = _layer_objects(model)
-    records, activities = [], []
-    for record in result.layers:
-        layer = layers.get(record.name.split("#")[0])
-        if not _matches(select, record, record.name, record.layer_type):
-            continue
-        records.append(record)
-        activities.append(_activity(record, layer, saturation))
-    if not records:
+    chosen = [(record, stats, layers.get(record.name.split("#")[0]))
+              for record, stats in zip(result.layers, statistics)
+              if _matches(select, record, record.name, record.layer_type)]
+    if not chosen:
         raise ValueError(f"no layer output to draw: select={select!r} matched none of "
                          f"{[r.name for r in result.layers]}")
-    return records, activities
+    return chosen
 
 
-def activation_summary(model: Any, x: Any, *,
-                       select: str | Callable[[LayerRecord], bool] | None = None,
-                       saturation: float = 0.99, training: bool = False) -> list[LayerActivity]:
-    """Per-layer statistics of one forward pass: std, saturation, zeros, dead units (Chapter 3).
+def _activity_notes(stats: Any, kind: str | None, saturation: float) -> list[tuple[str, str]]:
+    notes = [(f"std {stats.std:.3g}", COLORS["bounds"])]
+    bounds = _thresholds(kind, saturation)
+    if stats.fraction_saturated is not None:
+        if kind == "tanh":
+            condition = f"|h| > {bounds[1]:g}"
+        elif kind == "sigmoid":
+            condition = f"h < {bounds[0]:g} or > {bounds[1]:g}"
+        else:
+            condition = f"within {1 - saturation:g} of an end"
+        notes.append((f"saturated, {condition}: {100 * stats.fraction_saturated:.1f} %",
+                      COLORS["bounds"]))
+    if kind == "relu":
+        notes.append((f"h = 0: {100 * stats.fraction_zero:.1f} %", COLORS["bounds"]))
+        notes.append((f"dead units: {100 * stats.fraction_dead:.1f} %", COLORS["bounds"]))
+    return notes
 
-    The numbers :func:`activation_histograms` writes on its panels, for printing and asserting.
+
+def activation_histograms(model: Any, x: Any, *,
+                          select: str | Callable[[LayerRecord], bool] | None = None,
+                          saturation: float = 0.99, training: bool = False,
+                          max_panels: int = 24, page: int = 0,
+                          ncols: int = 4, bins: int = 50, max_samples: int = 100_000,
+                          seed: int = 0, log: bool = False, axes: Sequence[Any] | None = None,
+                          title: str | None = None, legend: bool = True,
+                          panel_size: tuple[float, float] = (2.9, 2.3),
+                          dpi: float | None = None) -> Any:
+    """One histogram per layer output for a batch ``x``, in call order (Chapter 3).
+
+    Uses :func:`utils.frameworks.trace` (torch forward hooks; Keras layer calls recorded in
+    one eager pass). Every panel gives the output's std; tanh and sigmoid panels also the
+    saturated fraction, with dotted lines at the saturation thresholds; ReLU panels the
+    fraction of zeros and of dead units (units, or channels, that are 0 for every example of
+    the batch). The numbers are :func:`utils.variance.layer_statistics`'s, the course's one
+    definition: saturated means within ``1 - saturation`` of an end of the output range
+    (``|tanh| > 0.99`` by default). Other layers (linear, leaky ReLU, GELU, SiLU, ELU, ...)
+    get their std only. Other parameters as in :func:`weight_histograms`.
 
     Parameters
     ----------
@@ -698,52 +715,10 @@ def activation_summary(model: Any, x: Any, *,
         Only layers whose name or type matches this regular expression, or for whose
         :class:`~utils.frameworks.LayerRecord` this callable returns True.
     saturation
-        The threshold for tanh (``|a| > saturation``) and sigmoid saturation.
+        As in :func:`utils.variance.layer_statistics` (strictly between 0 and 1).
     training
-        Run dropout/batch normalisation in training mode.
-
-    Returns
-    -------
-    list of LayerActivity
-        One per leaf-layer call, in call order.
-
-    Raises
-    ------
-    ValueError
-        For an unsupported or unbuilt model, an input of the wrong shape (the message says what
-        the model expects, where it declares it) or a ``select`` that matches nothing.
-    """
-    return _traced_activities(model, x, select, saturation, training)[1]
-
-
-def _activity_notes(activity: LayerActivity, saturation: float) -> list[tuple[str, str]]:
-    notes = [(f"std {activity.std:.3g}", COLORS["bounds"])]
-    if activity.saturated_fraction is not None:
-        symbol = "|a|" if activity.kind == "tanh" else "a"
-        notes.append((f"{symbol} saturated (>{saturation:g}): "
-                      f"{100 * activity.saturated_fraction:.1f} %", COLORS["threshold"]))
-    if activity.zero_fraction is not None:
-        notes.append((f"a = 0: {100 * activity.zero_fraction:.1f} %", COLORS["threshold"]))
-        notes.append((f"dead units: {100 * (activity.dead_fraction or 0):.1f} %",
-                      COLORS["threshold"]))
-    return notes
-
-
-def activation_histograms(model: Any, x: Any, *,
-                          select: str | Callable[[LayerRecord], bool] | None = None,
-                          saturation: float = 0.99, training: bool = False,
-                          max_panels: int = 24, page: int = 0, ncols: int = 4, bins: int = 50,
-                          max_samples: int = 100_000, seed: int = 0, log: bool = False,
-                          axes: Sequence[Any] | None = None, title: str | None = None,
-                          legend: bool = True, panel_size: tuple[float, float] = (2.5, 1.9),
-                          dpi: float | None = None) -> Any:
-    """One histogram per layer output for a batch ``x``, in call order (Chapter 3).
-
-    Uses :func:`utils.frameworks.trace` (torch forward hooks; Keras layer calls recorded in
-    one eager pass). tanh/sigmoid panels show the saturation thresholds and the saturated
-    fraction; ReLU panels the fraction of zeros and of dead units
-    (:func:`activation_summary`). Parameters as in :func:`weight_histograms` and
-    :func:`activation_summary`.
+        Run dropout/batch normalisation in training mode. The statistics then come from a
+        second forward pass, so with dropout they differ slightly from the histogram's.
 
     Returns
     -------
@@ -753,29 +728,30 @@ def activation_histograms(model: Any, x: Any, *,
     ------
     ValueError
         For an unsupported or unbuilt model (the message says how to build it), an input of
-        the wrong shape, a ``select`` that matches nothing, or an argument out of range.
+        the wrong shape (the message says what the model expects, where it declares it), a
+        ``select`` that matches nothing, or an argument out of range.
     """
-    max_panels = _check_positive_int(max_panels, "max_panels")
-    ncols = _check_positive_int(ncols, "ncols")
-    bins = _check_positive_int(bins, "bins")
-    max_samples = _check_positive_int(max_samples, "max_samples", 2)
-    records, activities = _traced_activities(model, x, select, saturation, training)
+    max_panels = require_int(max_panels, "max_panels")
+    ncols = require_int(ncols, "ncols")
+    bins = require_int(bins, "bins")
+    max_samples = require_int(max_samples, "max_samples", 2)
+    chosen = _traced_statistics(model, x, select, training, saturation)
     panels = []
-    for index, (record, activity) in enumerate(zip(records, activities)):
+    for index, (record, stats, layer) in enumerate(chosen):
+        kind = _activation_kind(layer)
         panel = _make_panel(f"{record.name} ({record.layer_type})",
                             tuple(record.output.shape), record.output, max_samples,
                             seed + index)
-        panel.notes = _activity_notes(activity, saturation)
-        if activity.kind == "tanh":
-            panel.thresholds = (-saturation, saturation)
-        elif activity.kind == "sigmoid":
-            panel.thresholds = (1 - saturation, saturation)
+        panel.notes = _activity_notes(stats, kind, saturation)
+        thresholds = _thresholds(kind, saturation)
+        if thresholds is not None and stats.fraction_saturated is not None:
+            panel.thresholds = thresholds
         panels.append(panel)
-    chosen, info = _page(panels, max_panels, page)
+    chosen_panels, info = _page(panels, max_panels, page)
     heading = (title or f"Layer outputs of {_model_name(model)}, batch of "
                         f"{np.shape(x)[0]}") + info
-    return _draw_figure(chosen, ncols=ncols, bins=bins, log=log, axes=axes, title=heading,
-                        xlabel="output value", ylabel="density",
+    return _draw_figure(chosen_panels, ncols=ncols, bins=bins, log=log, axes=axes,
+                        title=heading, xlabel="output value", ylabel="density",
                         footnote=None, legend=legend, panel_size=panel_size, dpi=dpi)
 
 
@@ -789,7 +765,7 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
                         ncols: int = 4, bins: int = 50, max_samples: int = 100_000,
                         seed: int = 0, log: bool = False, axes: Sequence[Any] | None = None,
                         title: str | None = None, legend: bool = True,
-                        panel_size: tuple[float, float] = (2.5, 1.9),
+                        panel_size: tuple[float, float] = (2.9, 2.3),
                         dpi: float | None = None) -> Any:
     """Histograms of the loss's gradients for one batch, per tensor or per layer (Chapter 3).
 
@@ -799,9 +775,10 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
         As :func:`utils.frameworks.trace`: ``loss`` is ``"mse"``, ``"cross_entropy"``
         (integer labels, logits out), ``"binary_cross_entropy"`` or a framework callable.
     of
-        ``"parameters"``: one panel per parameter tensor (``dL/dW``), annotated with the
+        ``"parameters"``: one panel per parameter tensor (``∂L/∂W``), annotated with the
         gradient's std and its ratio to the weights' std (a rough per-step update scale);
-        ``"outputs"``: one panel per layer output (``dL/da``), the backward signal through depth.
+        ``"outputs"``: one panel per layer output (``∂L/∂h``), the backward signal through
+        depth.
     Other parameters as in :func:`weight_histograms`.
 
     Returns
@@ -816,10 +793,10 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
     """
     if of not in ("parameters", "outputs"):
         raise ValueError(f"of must be 'parameters' or 'outputs', got {of!r}")
-    max_panels = _check_positive_int(max_panels, "max_panels")
-    ncols = _check_positive_int(ncols, "ncols")
-    bins = _check_positive_int(bins, "bins")
-    max_samples = _check_positive_int(max_samples, "max_samples", 2)
+    max_panels = require_int(max_panels, "max_panels")
+    ncols = require_int(ncols, "ncols")
+    bins = require_int(bins, "bins")
+    max_samples = require_int(max_samples, "max_samples", 2)
     framework = require_built(model)
     _check_select(select)
     if not parameters(model):
@@ -875,11 +852,11 @@ def mean_band(runs: Any, interval: str = "ci95") -> tuple[np.ndarray, np.ndarray
     Parameters
     ----------
     runs
-        Array of shape ``(n_runs, n_points)``, ``n_runs >= 2``.
+        Array of shape ``(n_runs, n_points)``, ``n_runs >= 2``, finite.
     interval
-        ``"ci95"``: a 95 % Student-t confidence interval for the mean
-        (``mean ± t_{0.975, n-1} s / sqrt(n)``); ``"sd"``: ``mean ± s``; ``"range"``: the runs'
-        minimum and maximum.
+        ``"ci95"``: at each point, the 95 % Student-t confidence interval for the mean,
+        :func:`utils.stats.pointwise_mean_ci` (``mean ± t_{0.975, n-1} s / sqrt(n)``); ``"sd"``:
+        ``mean ± s``; ``"range"``: the runs' minimum and maximum.
 
     Returns
     -------
@@ -888,7 +865,7 @@ def mean_band(runs: Any, interval: str = "ci95") -> tuple[np.ndarray, np.ndarray
     Raises
     ------
     ValueError
-        If ``runs`` is not 2-D with at least 2 runs, or ``interval`` is unknown.
+        If ``runs`` is not 2-D with at least 2 runs or not finite, or ``interval`` is unknown.
     """
     array = np.asarray(runs, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] < 2:
@@ -896,25 +873,26 @@ def mean_band(runs: Any, interval: str = "ci95") -> tuple[np.ndarray, np.ndarray
                          f"interval), got {array.shape}")
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("runs must be finite (found NaN or inf)")
     mean = array.mean(axis=0)
     if interval == "range":
         return mean, array.min(axis=0), array.max(axis=0)
-    sd = array.std(axis=0, ddof=1)
     if interval == "sd":
+        sd = array.std(axis=0, ddof=1)
         return mean, mean - sd, mean + sd
-    from scipy import stats
-
-    half = stats.t.ppf(0.975, array.shape[0] - 1) * sd / math.sqrt(array.shape[0])
-    return mean, mean - half, mean + half
+    return pointwise_mean_ci(array, 0.95)
 
 
 def plot_mean_band(x: Any, runs: Any, label: str, ax: Any = None, *, color: str | None = None,
-                   interval: str = "ci95", alpha: float = 0.25, **line_kwargs: Any) -> Any:
+                   interval: str = "ci95", alpha: float = 0.25, describe: bool = True,
+                   **line_kwargs: Any) -> Any:
     """Plot the mean of several runs as a line and their interval as a shaded band.
 
-    For loss curves over steps (Chapters 2 and 5) and statistics through depth (Chapter 3).
-    The label gets the interval's meaning and the number of runs appended, e.g.
-    ``"He init (mean, 95 % CI, 5 runs)"``.
+    For loss curves over steps (Chapters 2, 5 and 6) and statistics through depth (Chapter 3).
+    With ``describe`` the label gets the interval's meaning and the number of runs appended,
+    e.g. ``"He init (mean, 95 % CI, 5 runs)"``; pass ``describe=False`` when the title or
+    caption already says it.
 
     Parameters
     ----------
@@ -932,6 +910,8 @@ def plot_mean_band(x: Any, runs: Any, label: str, ax: Any = None, *, color: str 
         See :func:`mean_band`.
     alpha
         Band opacity.
+    describe
+        Append ``"(mean, <interval>, <n> runs)"`` to the label.
     **line_kwargs
         Passed to ``ax.plot``.
 
@@ -960,8 +940,8 @@ def plot_mean_band(x: Any, runs: Any, label: str, ax: Any = None, *, color: str 
         used = {line.get_color() for line in ax.get_lines()}
         color = next((c for c in PALETTE if c not in used), PALETTE[len(used) % len(PALETTE)])
     meaning = {"ci95": "95 % CI", "sd": "±1 sd", "range": "min-max"}[interval]
-    (line,) = ax.plot(xs, mean, color=color,
-                      label=f"{label} (mean, {meaning}, {array.shape[0]} runs)", **line_kwargs)
+    text = f"{label} (mean, {meaning}, {array.shape[0]} runs)" if describe else label
+    (line,) = ax.plot(xs, mean, color=color, label=text, **line_kwargs)
     ax.fill_between(xs, low, high, color=color, alpha=alpha, linewidth=0)
     return line
 

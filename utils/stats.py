@@ -11,7 +11,12 @@ Two jobs, one module:
   close to the theory" needs a tolerance derived from the sample size, not one widened until the
   assert passes. :func:`mean_tolerance` and :func:`variance_tolerance` return such bounds
   (``sigmas`` standard errors); Chapter 2, section "Checking a claim by Monte Carlo", explains
-  them.
+  them. :func:`truncated_normal_moments` gives the mean, std and kurtosis of a truncated
+  normal, the one place the course computes them (Keras's and torch's truncated initializers,
+  Chapters 1 to 3).
+* **Checking arguments.** :func:`require_int`, :func:`require_positive` and
+  :func:`require_seed` raise the course's ``ValueError`` (naming the argument and what was
+  expected); the other ``utils`` modules use them instead of keeping their own copies.
 
 Only NumPy and SciPy are imported.
 """
@@ -27,22 +32,145 @@ __all__ = [
     "Interval",
     "PairedComparison",
     "mean_ci",
+    "pointwise_mean_ci",
     "paired_difference",
     "mean_tolerance",
     "variance_tolerance",
     "std_tolerance",
     "sum_kurtosis",
     "KURTOSIS",
+    "TruncatedNormalMoments",
+    "truncated_normal_moments",
+    "require_int",
+    "require_positive",
+    "require_seed",
 ]
 
-def _truncated_normal_kurtosis(cut: float) -> float:
-    """Kurtosis of N(0, 1) restricted to [-cut, cut], from the truncated moments
-    m2 = 1 - 2·cut·φ(cut)/Z and m4 = 3·m2 - 2·cut³·φ(cut)/Z with Z = Φ(cut) - Φ(-cut)."""
-    density = math.exp(-cut**2 / 2) / math.sqrt(2 * math.pi)
-    mass = math.erf(cut / math.sqrt(2))
-    second = 1 - 2 * cut * density / mass
-    fourth = 3 * second - 2 * cut**3 * density / mass
-    return fourth / second**2
+# ---------------------------------------------------------------------------------------------
+# Argument checks shared by the utils modules
+# ---------------------------------------------------------------------------------------------
+
+def require_int(value: Any, argument: str, minimum: int = 1) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``.
+
+    Raises
+    ------
+    ValueError
+        ``"<argument> must be an integer >= <minimum>, got <value>"`` otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def require_positive(value: Any, argument: str) -> float:
+    """Return ``value`` as a ``float`` if it is a finite number ``> 0`` (not a bool).
+
+    Raises
+    ------
+    ValueError
+        ``"<argument> must be a positive finite number, got <value>"`` otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{argument} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def require_seed(value: Any, argument: str = "seed") -> int:
+    """Return ``value`` as an ``int`` if it is a valid NumPy seed, an integer in ``[0, 2**32)``.
+
+    Raises
+    ------
+    ValueError
+        ``"<argument> must be an integer in [0, 2**32), got <value>"`` otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= value < 2**32:
+        raise ValueError(f"{argument} must be an integer in [0, 2**32), got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The truncated normal
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TruncatedNormalMoments:
+    """Mean, standard deviation and kurtosis (not excess) of a truncated standard normal."""
+
+    mean: float
+    std: float
+    kurtosis: float
+
+
+def _normal_density(z: float) -> float:
+    return 0.0 if math.isinf(z) else math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+
+def _normal_mass(low: float, high: float) -> float:
+    """P(low <= Z <= high) for Z ~ N(0, 1), from erfc in the tails (no cancellation there)."""
+    if low >= 0:
+        return 0.5 * (math.erfc(low / math.sqrt(2)) - math.erfc(high / math.sqrt(2)))
+    if high <= 0:
+        return 0.5 * (math.erfc(-high / math.sqrt(2)) - math.erfc(-low / math.sqrt(2)))
+    return 1.0 - 0.5 * math.erfc(-low / math.sqrt(2)) - 0.5 * math.erfc(high / math.sqrt(2))
+
+
+def truncated_normal_moments(low: float = -2.0, high: float = 2.0) -> TruncatedNormalMoments:
+    """Moments of ``N(0, 1)`` conditioned on ``[low, high]``, in closed form.
+
+    With ``Z = Φ(high) - Φ(low)`` and ``μ`` the mean, the central moments
+    ``J_k = ∫ (x-μ)^k φ(x) dx`` over the interval satisfy
+    ``J_{k+1} = k J_{k-1} - μ J_k + (low-μ)^k φ(low) - (high-μ)^k φ(high)`` (integrate
+    ``(x-μ)^k · xφ(x) = -(x-μ)^k φ'(x)`` by parts), starting from ``J_0 = Z`` and
+    ``μ = (φ(low) - φ(high)) / Z``. For ``[-2, 2]``, Keras's truncation, the std is 0.87962566
+    (:data:`utils.variance.TRUNCATED_NORMAL_STD`) and the kurtosis 2.36, the value in
+    :data:`KURTOSIS`. For a normal with mean ``m`` and std ``s`` cut at ``[a, b]`` (torch's
+    ``trunc_normal_``), pass ``low = (a-m)/s`` and ``high = (b-m)/s`` and rescale: mean
+    ``m + s·mean``, std ``s·std``. Chapter 2, "Uniform, normal and truncated normal", derives
+    the variance. Accurate to about 1e-12 unless the interval lies entirely far out in one tail
+    (more than about 8 standard deviations), where the probability ``Z`` underflows.
+
+    Parameters
+    ----------
+    low, high
+        The interval in standard deviations of the untruncated normal; ``low < high``, either
+        may be infinite.
+
+    Raises
+    ------
+    ValueError
+        If a bound is not a number, ``low >= high``, or the interval has probability 0 in float64.
+    """
+    bounds = []
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                or math.isnan(value):
+            raise ValueError(f"{name} must be a number (in standard deviations), got {value!r}")
+        bounds.append(float(value))
+    a, b = bounds
+    if not a < b:
+        raise ValueError(f"low must be smaller than high, got low={a!r}, high={b!r}")
+    mass = _normal_mass(a, b)
+    if not mass > 0:
+        raise ValueError(f"the interval [{a}, {b}] has probability 0 under N(0, 1) in float64")
+    density_a, density_b = _normal_density(a), _normal_density(b)
+    mean = (density_a - density_b) / mass
+
+    def boundary(k: int) -> float:
+        # (a-μ)^k φ(a) - (b-μ)^k φ(b), with 0 at an infinite bound (φ decays faster)
+        left = 0.0 if math.isinf(a) else (a - mean) ** k * density_a
+        right = 0.0 if math.isinf(b) else (b - mean) ** k * density_b
+        return left - right
+
+    j0 = mass
+    j1 = 0.0  # the first central moment, zero by the choice of μ
+    j2 = j0 - mean * j1 + boundary(1)
+    j3 = 2 * j1 - mean * j2 + boundary(2)
+    j4 = 3 * j2 - mean * j3 + boundary(3)
+    variance = j2 / mass
+    return TruncatedNormalMoments(mean, math.sqrt(variance), (j4 / mass) / variance**2)
 
 
 #: Kurtosis ``E[(X - mu)^4] / sigma^4`` of the distributions initializers draw from. The
@@ -51,9 +179,13 @@ def _truncated_normal_kurtosis(cut: float) -> float:
 KURTOSIS: dict[str, float] = {
     "normal": 3.0,
     "uniform": 9.0 / 5.0,
-    "truncated_normal": _truncated_normal_kurtosis(2.0),
+    "truncated_normal": truncated_normal_moments(-2.0, 2.0).kurtosis,
 }
 
+
+# ---------------------------------------------------------------------------------------------
+# Comparing runs
+# ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Interval:
@@ -141,6 +273,13 @@ def _confidence(confidence: Any) -> float:
     return float(confidence)
 
 
+def _t_half_width(std: Any, n: int, level: float) -> Any:
+    """``t_{(1+level)/2, n-1} · std / sqrt(n)``, the half-width of a Student-t interval."""
+    from scipy import stats
+
+    return stats.t.ppf((1 + level) / 2, df=n - 1) * std / math.sqrt(n)
+
+
 def mean_ci(values: Any, confidence: float = 0.95) -> Interval:
     """Mean of ``values`` with a two-sided Student-t confidence interval.
 
@@ -166,14 +305,54 @@ def mean_ci(values: Any, confidence: float = 0.95) -> Interval:
         If ``values`` is not a 1-D sequence of at least two finite numbers, or ``confidence`` is
         not in (0, 1).
     """
-    from scipy import stats
-
     array = _values(values, "values")
     level = _confidence(confidence)
     n = array.size
     mean = float(array.mean())
-    half = float(stats.t.ppf((1 + level) / 2, df=n - 1) * array.std(ddof=1) / math.sqrt(n))
+    half = float(_t_half_width(array.std(ddof=1), n, level))
     return Interval(mean, mean - half, mean + half, level, n)
+
+
+def pointwise_mean_ci(runs: Any, confidence: float = 0.95
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mean_ci` at every point of a curve: the mean over runs with a t-interval band.
+
+    ``runs`` holds one curve per row (for example the per-epoch loss of each seed); the
+    interval at each column is ``mean ± t_{(1+c)/2, n-1} · s / sqrt(n)`` over the ``n`` rows,
+    exactly as :func:`mean_ci` computes it for one column. Chapter 2 draws its training curves
+    with it (through :func:`utils.plotting.plot_mean_band`).
+
+    Parameters
+    ----------
+    runs
+        Array of shape ``(n_runs, n_points)`` with ``n_runs >= 2``, finite.
+    confidence
+        Nominal coverage, strictly between 0 and 1.
+
+    Returns
+    -------
+    mean, low, high : numpy.ndarray
+        Each of length ``n_points``.
+
+    Raises
+    ------
+    ValueError
+        If ``runs`` is not a finite 2-D array with at least two rows, or ``confidence`` is not
+        in (0, 1).
+    """
+    try:
+        array = np.asarray(runs, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"runs must be an array of numbers, got {runs!r}") from err
+    if array.ndim != 2 or array.shape[0] < 2:
+        raise ValueError(f"runs must have shape (n_runs >= 2, n_points) (one run has no "
+                         f"interval), got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("runs must be finite")
+    level = _confidence(confidence)
+    mean = array.mean(axis=0)
+    half = _t_half_width(array.std(axis=0, ddof=1), array.shape[0], level)
+    return mean, mean - half, mean + half
 
 
 def paired_difference(a: Any, b: Any, confidence: float = 0.95) -> PairedComparison:
@@ -229,19 +408,6 @@ def paired_difference(a: Any, b: Any, confidence: float = 0.95) -> PairedCompari
     return PairedComparison(interval, t_statistic, p_value, wilcoxon)
 
 
-def _positive_int(value: Any, argument: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value: Any, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{argument} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def mean_tolerance(std: float, n: int, sigmas: float = 5.0) -> float:
     """How far a mean of ``n`` independent draws may stray from the true mean: ``sigmas·std/√n``.
 
@@ -265,9 +431,9 @@ def mean_tolerance(std: float, n: int, sigmas: float = 5.0) -> float:
     ValueError
         If ``std`` or ``sigmas`` is not a positive finite number, or ``n`` not an integer >= 1.
     """
-    spread = _positive_float(std, "std")
-    count = _positive_int(n, "n")
-    width = _positive_float(sigmas, "sigmas")
+    spread = require_positive(std, "std")
+    count = require_int(n, "n")
+    width = require_positive(sigmas, "sigmas")
     return width * spread / math.sqrt(count)
 
 
@@ -298,8 +464,8 @@ def variance_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> fl
     ValueError
         If ``n`` is not an integer >= 2, ``sigmas`` not positive, or ``kurtosis`` below 1.
     """
-    count = _positive_int(n, "n", minimum=2)
-    width = _positive_float(sigmas, "sigmas")
+    count = require_int(n, "n", minimum=2)
+    width = require_positive(sigmas, "sigmas")
     if isinstance(kurtosis, bool) or not isinstance(kurtosis, (int, float, np.floating)) \
             or not kurtosis >= 1 or not math.isfinite(kurtosis):
         raise ValueError(f"kurtosis must be a finite number >= 1 (E[(X-mu)^4]/sigma^4, 3 for a "
@@ -339,5 +505,5 @@ def sum_kurtosis(term_kurtosis: float, n_terms: int) -> float:
     if isinstance(term_kurtosis, bool) or not isinstance(term_kurtosis, (int, float, np.floating)) \
             or not term_kurtosis >= 1:
         raise ValueError(f"term_kurtosis must be a number >= 1, got {term_kurtosis!r}")
-    count = _positive_int(n_terms, "n_terms")
+    count = require_int(n_terms, "n_terms")
     return 3.0 + (float(term_kurtosis) - 3.0) / count

@@ -15,7 +15,16 @@ before the update, and keep it.
   hyperparameters matched across frameworks) or the framework's own optimizer object (used as
   is, keeping its state, e.g. to continue training).
 
-Chapter 2 trains 30-layer networks with it; Chapter 5 reuses it (RMSprop, batch 256, one epoch).
+**Side effect: global random state.** Every call reseeds the global generators with ``seed``,
+through :func:`utils.seeding.seed_everything` for the framework being trained (so that dropout
+and other layers that draw from the framework's global generator repeat run for run). For
+Keras that is ``keras.utils.set_random_seed``, which also reseeds Python's ``random`` and
+NumPy's legacy global generator (``np.random.seed``); for torch, ``torch.manual_seed`` plus
+Python's and NumPy's. Code that draws from those global generators *after* a call to
+:func:`train` therefore gets the draws that follow ``seed``. The course's notebooks draw their
+data from local ``numpy.random.default_rng`` generators, which no call here touches.
+
+Chapter 2 trains 30-layer networks with it; Chapters 5 and 6 reuse it.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from utils.frameworks import LOSS_NAMES, framework_of, require_built
+from utils.stats import require_int, require_seed
 
 __all__ = ["OPTIMIZER_NAMES", "TrainingHistory", "train", "train_keras", "train_torch",
            "batch_order"]
@@ -90,29 +100,17 @@ def batch_order(n_examples: int, batch_size: int, epochs: int, seed: int,
     Raises
     ------
     ValueError
-        If an argument is not a positive integer (``seed``: non-negative).
+        If an argument is not a positive integer (``seed``: an integer in ``[0, 2**32)``).
     """
-    n = _positive_int(n_examples, "n_examples")
-    size = _positive_int(batch_size, "batch_size")
-    count = _positive_int(epochs, "epochs")
-    rng = np.random.default_rng(_seed(seed))
+    n = require_int(n_examples, "n_examples")
+    size = require_int(batch_size, "batch_size")
+    count = require_int(epochs, "epochs")
+    rng = np.random.default_rng(require_seed(seed))
     batches = []
     for _ in range(count):
         order = rng.permutation(n) if shuffle else np.arange(n)
         batches.extend(order[start:start + size] for start in range(0, n, size))
     return batches
-
-
-def _positive_int(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    return int(seed)
 
 
 def _check_common(model: Any, x: Any, y: Any, loss: Any, optimizer: Any,
@@ -216,6 +214,25 @@ def _keras_step(model: Any, loss: Any, optimizer: Any, learning_rate: Any,
     return step, opt
 
 
+def _keras_forward(model: Any, input_spec: Any) -> Any:
+    """A compiled inference call of ``model``, cached on the model like the train step (an
+    eager call of a 31-layer model costs about as much as ten compiled ones)."""
+    import tensorflow as tf
+
+    cache = getattr(model, _STEP_CACHE, None)
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, _STEP_CACHE, cache)
+    key = ("forward", input_spec)
+    if key not in cache:
+        @tf.function(input_signature=[input_spec], reduce_retracing=True)
+        def forward(inputs: Any) -> Any:
+            return model(inputs, training=False)
+
+        cache[key] = forward
+    return cache[key]
+
+
 def train_keras(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *,
                 learning_rate: float | None = 0.01, epochs: int = 1, batch_size: int = 32,
                 seed: int = 0, shuffle: bool = True,
@@ -240,7 +257,7 @@ def train_keras(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *
     from utils.frameworks import loss_function
     from utils.seeding import seed_everything
 
-    seed_everything(_seed(seed), frameworks=("keras",), deterministic=False)
+    seed_everything(require_seed(seed), frameworks=("keras",), deterministic=False)
     inputs = inputs.astype(np.float32) if inputs.dtype.kind == "f" else inputs
     if targets.dtype.kind == "f":
         targets = targets.astype(np.float32)
@@ -251,16 +268,20 @@ def train_keras(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *
                           input_spec, target_spec)
     losses, sizes, eval_losses, eval_accuracies = [], [], [], []
     batches = batch_order(len(inputs), batch_size, epochs, seed, shuffle)
-    per_epoch = len(batches) // _positive_int(epochs, "epochs")
+    per_epoch = len(batches) // require_int(epochs, "epochs")
+    if eval_data is not None:
+        eval_x = np.asarray(eval_data[0])
+        eval_x = eval_x.astype(np.float32) if eval_x.dtype.kind == "f" else eval_x
+        eval_y = np.asarray(eval_data[1])
+        forward = _keras_forward(model, tf.TensorSpec((None,) + eval_x.shape[1:],
+                                                      tf.as_dtype(eval_x.dtype)))
+        eval_loss = loss_function("keras", loss)
     for number, index in enumerate(batches, start=1):
         losses.append(float(step(inputs[index], targets[index])))
         sizes.append(len(index))
         if eval_data is not None and number % per_epoch == 0:
-            eval_x = np.asarray(eval_data[0])
-            eval_x = eval_x.astype(np.float32) if eval_x.dtype.kind == "f" else eval_x
-            eval_y = np.asarray(eval_data[1])
-            logits = model(eval_x, training=False)
-            eval_losses.append(float(loss_function("keras", loss)(eval_y, logits)))
+            logits = forward(eval_x)
+            eval_losses.append(float(eval_loss(eval_y, logits)))
             accuracy = _accuracy(loss, np.asarray(logits), eval_y)
             if accuracy is not None:
                 eval_accuracies.append(accuracy)
@@ -318,7 +339,7 @@ def train_torch(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *
     from utils.frameworks import loss_function
     from utils.seeding import seed_everything
 
-    seed_everything(_seed(seed), frameworks=("torch",), deterministic=False)
+    seed_everything(require_seed(seed), frameworks=("torch",), deterministic=False)
     dtype = next((p.dtype for p in model.parameters()), torch.float32)
     x_all = torch.as_tensor(inputs)
     if x_all.is_floating_point():
@@ -329,7 +350,7 @@ def train_torch(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *
     was_training = model.training
     losses, sizes, eval_losses, eval_accuracies = [], [], [], []
     batches = batch_order(len(inputs), batch_size, epochs, seed, shuffle)
-    per_epoch = len(batches) // _positive_int(epochs, "epochs")
+    per_epoch = len(batches) // require_int(epochs, "epochs")
     try:
         for number, index in enumerate(batches, start=1):
             model.train(True)

@@ -13,8 +13,9 @@ network. This module is that chapter's toolbox:
   two frameworks can start from *identical* weights.
 - :func:`activation_second_moment`, :func:`derivative_second_moment` and
   :func:`mean_field_profile` -- the theory's prediction of every layer's pre-activation
-  variance and gradient variance in a deep stack; :func:`depth_log_tolerance` -- how far one
-  finite-width network may stray from it.
+  variance and gradient variance in a deep stack, and (``fluctuations=True``) how far one
+  finite-width network may stray from it, for any nonlinearity;
+  :func:`depth_log_tolerance` -- the closed form of that spread for ReLU.
 - :func:`layer_statistics` -- what a real model does: per-layer activation and gradient
   statistics of any Keras 3 or torch model, built on :func:`utils.frameworks.trace`, with
   :func:`statistics_table` to print them and :func:`probe_loss` to measure gradients without
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from utils.frameworks import assign, framework_of, leaf_layers, parameters, trace
+from utils.stats import require_int, require_positive, truncated_normal_moments
 
 __all__ = [
     "NONLINEARITIES",
@@ -80,8 +82,12 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 # Keras draws truncated normals on [-2σ, 2σ] and divides σ by the std of N(0, 1) cut there.
+# The literal is Keras's own; the unit tests check it against truncated_normal_moments.
 TRUNCATED_NORMAL_STD = 0.87962566103423978
-"""Std of N(0, 1) truncated to [-2, 2], the constant Keras's ``VarianceScaling`` divides by."""
+"""Std of N(0, 1) truncated to [-2, 2], the constant Keras's ``VarianceScaling`` divides by.
+
+The course's one copy of it: :mod:`utils.distributions` and the chapters import it from here.
+"""
 
 
 def _check_nonlinearity(nonlinearity: Any, param: Any) -> tuple[str, float | None]:
@@ -194,7 +200,7 @@ def _derivative_function(nonlinearity: Any, param: Any) -> Callable[[np.ndarray]
 
 
 def _gaussian_expectation(function: Callable[[np.ndarray], np.ndarray], variance: float) -> float:
-    """E[f(h)] for h ~ N(0, variance), by adaptive quadrature split at 0 (where ReLU-like
+    """E[f(z)] for z ~ N(0, variance), by adaptive quadrature split at 0 (where ReLU-like
     functions have their kink, which would spoil a Gauss-Hermite rule)."""
     from scipy import integrate
 
@@ -220,11 +226,11 @@ def _check_variance(q: Any, argument: str) -> float:
 
 def activation_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarray],
                              q: float, param: float | None = None) -> float:
-    """``E[φ(h)^2]`` for ``h ~ N(0, q)``: what a layer passes on to the next one's fan-in.
+    """``E[φ(z)^2]`` for ``z ~ N(0, q)``: what a layer passes on to the next one's fan-in.
 
     The forward half of the variance argument (Chapter 2, "ReLU halves the second moment"):
     a layer with weight variance ``Var[w]`` and fan-in ``n`` gives pre-activations of variance
-    ``n·Var[w]·E[φ(h)^2]``. For ReLU this is exactly ``q/2``; for tanh it has no closed form
+    ``n·Var[w]·E[φ(z)^2]``. For ReLU this is exactly ``q/2``; for tanh it has no closed form
     and is computed by quadrature.
 
     Parameters
@@ -232,7 +238,7 @@ def activation_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarr
     nonlinearity
         A name from :data:`NONLINEARITIES` or a vectorised NumPy function ``φ``.
     q
-        The variance of the pre-activation ``h`` (``>= 0``).
+        The variance of the pre-activation ``z`` (``>= 0``).
     param
         The negative slope for ``"leaky_relu"``.
 
@@ -248,11 +254,11 @@ def activation_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarr
 
 def derivative_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarray],
                              q: float, param: float | None = None) -> float:
-    """``E[φ'(h)^2]`` for ``h ~ N(0, q)``: the backward pass's per-layer factor.
+    """``E[φ'(z)^2]`` for ``z ~ N(0, q)``: the backward pass's per-layer factor.
 
     The backward half of the variance argument (Chapter 2, "The backward pass"): the gradient
     with respect to a layer's pre-activations has variance
-    ``n_out·Var[w]·E[φ'(h)^2]`` times the next layer's. For ReLU it is ``1/2`` for any ``q > 0``.
+    ``n_out·Var[w]·E[φ'(z)^2]`` times the next layer's. For ReLU it is ``1/2`` for any ``q > 0``.
     For a callable ``φ`` the derivative is a central finite difference.
 
     Raises
@@ -269,8 +275,8 @@ def derived_gain(nonlinearity: str | Callable[[np.ndarray], np.ndarray],
                  param: float | None = None, q: float = 1.0) -> float:
     """The gain the variance argument gives: the ``g`` that makes ``q`` a fixed point.
 
-    With ``Var[w] = g**2 / fan_in`` the pre-activation variance maps ``q -> g**2·E[φ(h)^2]``.
-    The returned ``g = sqrt(q / E[φ(h)^2])`` keeps a pre-activation variance of ``q`` (default 1)
+    With ``Var[w] = g**2 / fan_in`` the pre-activation variance maps ``q -> g**2·E[φ(z)^2]``.
+    The returned ``g = sqrt(q / E[φ(z)^2])`` keeps a pre-activation variance of ``q`` (default 1)
     unchanged from layer to layer. It reproduces :func:`gain` for linear, ReLU and leaky ReLU
     (whose maps are linear in ``q``, so ``q`` does not matter) and differs for tanh (1.593 at
     ``q = 1``), sigmoid and SELU, whose table values are conventions (Chapter 2, "Gains").
@@ -295,7 +301,7 @@ def derived_gain(nonlinearity: str | Callable[[np.ndarray], np.ndarray],
         raise ValueError("q must be positive: every gain keeps a zero variance at zero")
     second_moment = activation_second_moment(nonlinearity, variance, param)
     if not second_moment > 0:
-        raise ValueError(f"nonlinearity {nonlinearity!r} has E[φ(h)^2] = 0; no gain restores it")
+        raise ValueError(f"nonlinearity {nonlinearity!r} has E[φ(z)^2] = 0; no gain restores it")
     return math.sqrt(variance / second_moment)
 
 
@@ -307,7 +313,8 @@ def truncated_normal_std_ratio(cut: float = 2.0) -> float:
     """Std of N(0, 1) truncated to ``[-cut, cut]``; 0.8796 for Keras's ``cut = 2``.
 
     The variance of the truncated normal is ``1 - 2·cut·φ(cut) / (Φ(cut) - Φ(-cut))``
-    (Chapter 2, "The truncated normal correction").
+    (Chapter 2, "The truncated normal correction"); this is
+    ``utils.stats.truncated_normal_moments(-cut, cut).std``.
 
     Raises
     ------
@@ -316,15 +323,11 @@ def truncated_normal_std_ratio(cut: float = 2.0) -> float:
     """
     if isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 < cut < math.inf:
         raise ValueError(f"cut must be a positive finite number, got {cut!r}")
-    density = math.exp(-cut**2 / 2) / math.sqrt(2 * math.pi)
-    mass = math.erf(cut / math.sqrt(2))
-    return math.sqrt(1 - 2 * cut * density / mass)
+    return truncated_normal_moments(-float(cut), float(cut)).std
 
 
 def _check_fan(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{argument} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return require_int(value, argument, minimum=0)
 
 
 _MODES = ("fan_in", "fan_out", "fan_avg")
@@ -417,10 +420,12 @@ class VarianceRule:
     bias_scale: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.scale, (int, float)) or not self.scale > 0:
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) \
+                or not 0 < self.scale < math.inf:
             raise ValueError(f"scale must be a positive number, got {self.scale!r}")
         _check_mode(self.mode)
-        if not isinstance(self.bias_scale, (int, float)) or self.bias_scale < 0:
+        if isinstance(self.bias_scale, bool) or not isinstance(self.bias_scale, (int, float)) \
+                or not 0 <= self.bias_scale < math.inf:
             raise ValueError(f"bias_scale must be a number >= 0, got {self.bias_scale!r}")
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float:
@@ -580,19 +585,25 @@ def apply_rule(model: Any, rule: VarianceRule | str,
 @dataclass(frozen=True)
 class MeanFieldProfile:
     """What the variance argument predicts for a stack of dense layers (see
-    :func:`mean_field_profile`). Both arrays have one entry per dense layer, in order, the last
+    :func:`mean_field_profile`). Every array has one entry per dense layer, in order, the last
     being the linear output layer.
 
     Attributes
     ----------
     preactivation_variance
-        ``Var[h_l]`` of each layer's output before its nonlinearity.
+        ``q_l = Var[z_l]`` of each layer's output before its nonlinearity.
     gradient_variance
-        ``Var[∂L/∂h_l]``, the loss's gradient with respect to those pre-activations.
+        ``r_l = Var[∂ℒ/∂z_l]``, the loss's gradient with respect to those pre-activations.
+    preactivation_log_sd, gradient_log_sd
+        With ``fluctuations=True``: how far one network of these finite widths may stray, the
+        standard deviation of ``ln q̂_l`` and ``ln r̂_l`` around ``ln q_l`` and ``ln r_l`` (to
+        leading order in 1/width; see :func:`mean_field_profile`). ``None`` otherwise.
     """
 
     preactivation_variance: np.ndarray
     gradient_variance: np.ndarray
+    preactivation_log_sd: np.ndarray | None = None
+    gradient_log_sd: np.ndarray | None = None
 
     @property
     def preactivation_std(self) -> np.ndarray:
@@ -602,23 +613,141 @@ class MeanFieldProfile:
     def gradient_std(self) -> np.ndarray:
         return np.sqrt(self.gradient_variance)
 
+    def log_tolerance(self, direction: str = "forward", n_networks: int = 1,
+                      sigmas: float = 5.0) -> np.ndarray:
+        """How far the mean of ``ln q̂`` (or ``ln r̂``) over ``n_networks`` may stray, per layer.
+
+        ``sigmas · sd / sqrt(n_networks) + sd² / 2``: ``sigmas`` standard errors of a mean of
+        ``n_networks`` independent networks, plus the drift of a logarithm (the mean of
+        ``ln X`` lies about ``Var[ln X] / 2`` below ``ln E[X]``). Chapter 2, "The depth
+        experiment", uses it with 8 networks per rule.
+
+        Parameters
+        ----------
+        direction
+            ``"forward"`` (pre-activations) or ``"backward"`` (gradients).
+        n_networks
+            How many independently initialised networks the measured mean is over.
+        sigmas
+            How many standard errors to allow.
+
+        Raises
+        ------
+        ValueError
+            If the profile was computed without ``fluctuations=True``, ``direction`` is
+            unknown, ``n_networks`` is not a positive integer or ``sigmas`` not positive.
+        """
+        if direction not in ("forward", "backward"):
+            raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+        sd = self.preactivation_log_sd if direction == "forward" else self.gradient_log_sd
+        if sd is None:
+            raise ValueError("this profile has no fluctuations: call mean_field_profile(..., "
+                             "fluctuations=True)")
+        count = require_int(n_networks, "n_networks")
+        width = require_positive(sigmas, "sigmas")
+        return width * sd / math.sqrt(count) + sd**2 / 2
+
+
+# A fixed grid for the fluctuation terms: 4,000 points on [-10, 10], symmetric about 0 with no
+# node at 0, so a step such as relu' gets exactly half the weight on each side and a kink costs
+# O(step**2) ~ 1e-5. The mean-field q and r themselves use adaptive quadrature; fluctuations
+# only set tolerances, and the grid is about 100 times faster.
+_GRID = np.linspace(-10.0, 10.0, 4000)
+_GRID_WEIGHTS = np.exp(-_GRID**2 / 2) / np.sum(np.exp(-_GRID**2 / 2))
+
+
+def _grid_moment(function: Callable[[np.ndarray], np.ndarray], q: float, power: int) -> float:
+    values = np.asarray(function(math.sqrt(q) * _GRID), dtype=float)
+    return float(np.sum(_GRID_WEIGHTS * values**power))
+
+
+def _relative_variance(function: Callable[[np.ndarray], np.ndarray], q: float,
+                       kurtosis: float = 1.0) -> float:
+    """``kurtosis · E[f²] / E[f]² - 1`` for ``f = function(z)**2``, ``z ~ N(0, q)``: the
+    relative variance of one unit's ``f·u²`` when ``u`` has that kurtosis (1: ``u = 1``)."""
+    second, fourth = _grid_moment(function, q, 2), _grid_moment(function, q, 4)
+    return kurtosis * fourth / second**2 - 1 if second > 0 else 0.0
+
+
+def _elasticity(function: Callable[[np.ndarray], np.ndarray], q: float) -> float:
+    """``d ln E[function(z)²] / d ln q`` for ``z ~ N(0, q)``, by a central difference."""
+    step = 1e-3
+    up, down = _grid_moment(function, q * math.exp(step), 2), \
+        _grid_moment(function, q * math.exp(-step), 2)
+    if not (up > 0 and down > 0):
+        return 0.0
+    return (math.log(up) - math.log(down)) / (2 * step)
+
+
+def _log_fluctuations(sizes: list[int], weight_var: list[float], q: np.ndarray,
+                      phi: Callable[[np.ndarray], np.ndarray],
+                      slope: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    n_dense = len(sizes) - 1
+    # Forwards: X_l = ln s_l² - ln q_l, with s_l² the variance of layer l's pre-activations
+    # given the layer below. X_0 = 0 (the input is given); X_l = w_l (ε X_{l-1} + ξ), where ξ,
+    # the sampling noise of the n units' φ(z)², has variance v/n; ε is the elasticity of
+    # E[φ(z)²] in q and w_l the share of q_l that comes through the weights (not the biases).
+    # One more sampling step, ≤ 2/n (Gaussian z), turns s_l² into the measured q̂_l.
+    gain_from = np.zeros(n_dense)  # a_l = w_l ε_{l-1}: how much of X_{l-1} reaches X_l
+    innovation = np.zeros(n_dense)  # Var of the new noise entering X_l
+    for i in range(1, n_dense):
+        second = _grid_moment(phi, q[i - 1], 2)
+        share = sizes[i] * weight_var[i] * second / q[i] if q[i] > 0 else 1.0
+        gain_from[i] = share * _elasticity(phi, q[i - 1])
+        innovation[i] = share**2 * _relative_variance(phi, q[i - 1]) / sizes[i]
+    # X = A ζ with A[k, m] = prod_{j=m+1..k} a_j: each X_k as a sum of independent innovations
+    propagate = np.zeros((n_dense, n_dense))
+    for k in range(n_dense):
+        propagate[k, k] = 1.0
+        for m in range(k - 1, -1, -1):
+            propagate[k, m] = propagate[k, m + 1] * gain_from[m + 1]
+    x_variance = propagate**2 @ innovation
+    forward = np.sqrt(x_variance + 2.0 / np.array(sizes[1:], dtype=float))
+    # Backwards: ln r̂_l - ln r_l = Σ_{k>=l} (η_k + e_k X_k): η_k, the sampling noise of the
+    # n units' φ'(z)²u² with Gaussian u, has variance v'/n; e_k is the elasticity of E[φ'²]
+    # in q, through which the forward deviation X_k moves the backward factor. The output's
+    # gradient is taken as given. η and X are correlated, so their sds add (Minkowski).
+    eta_variance = np.zeros(n_dense)
+    backward_elasticity = np.zeros(n_dense)
+    for i in range(n_dense - 1):
+        eta_variance[i] = _relative_variance(slope, q[i], kurtosis=3.0) / sizes[i + 1]
+        backward_elasticity[i] = _elasticity(slope, q[i])
+    backward = np.zeros(n_dense)
+    for i in range(n_dense - 1):
+        weights = np.where(np.arange(n_dense) >= i, backward_elasticity, 0.0)
+        coupled = (weights @ propagate) ** 2 @ innovation
+        backward[i] = math.sqrt(eta_variance[i:].sum()) + math.sqrt(coupled)
+    return forward, backward
+
 
 def mean_field_profile(layer_sizes: Sequence[int], rule: VarianceRule | str,
                        nonlinearity: str | Callable[[np.ndarray], np.ndarray],
                        param: float | None = None, input_second_moment: float = 1.0,
-                       output_grad_variance: float = 1.0) -> MeanFieldProfile:
+                       output_grad_variance: float = 1.0,
+                       fluctuations: bool = False) -> MeanFieldProfile:
     """Predict each layer's pre-activation and gradient variance in a deep MLP.
 
     The network is ``x -> [dense -> φ] * L -> dense``, with ``layer_sizes = [n_0, ..., n_L,
     n_out]``, weights drawn by ``rule`` and inputs with ``E[x^2] = input_second_moment``. The
     forward recursion (Chapter 2, theorem "Forward variance") is
 
-    ``q_1 = n_0 Var[w_1] E[x^2] + Var[b_1]``, ``q_l = n_{l-1} Var[w_l] E[φ(h_{l-1})^2] + Var[b_l]``
+    ``q_1 = n_0 Var[w_1] E[x^2] + Var[b_1]``, ``q_l = n_{l-1} Var[w_l] E[φ(z_{l-1})^2] + Var[b_l]``
 
     and the backward one (theorem "Backward variance"), from the output's gradient variance
-    ``r``, is ``Var[∂L/∂h_l] = n_l·Var[w_{l+1}]·E[φ'(h_l)^2]·Var[∂L/∂h_{l+1}]``. Both assume
-    infinitely wide layers and, backwards, gradients independent of the forward pass (the usual
-    mean-field assumptions); at finite width the measured values scatter around them.
+    ``r``, is ``Var[∂ℒ/∂z_l] = n_{l+1}·Var[w_{l+1}]·E[φ'(z_l)^2]·Var[∂ℒ/∂z_{l+1}]``. Both
+    assume infinitely wide layers and, backwards, gradients independent of the forward pass (the
+    usual mean-field assumptions); at finite width the measured values scatter around them.
+
+    With ``fluctuations=True`` the profile also says by how much (Chapter 2, "How far can one
+    network stray?"). Each layer of width ``n`` adds sampling noise of relative variance
+    ``v/n`` to the squared norm it passes on, with ``v = E[φ⁴]/E[φ²]² - 1`` (5 for ReLU, at
+    most 2 for tanh) forwards and ``v' = 3 E[φ'⁴]/E[φ'²]² - 1`` (5 for ReLU) backwards; the
+    variance map passes on a fraction ``ε = d ln E[φ²] / d ln q`` of the deviation it receives
+    (1 for ReLU, less for a saturating tanh or where biases dominate). The returned standard
+    deviations of ``ln q̂_l`` and ``ln r̂_l`` are leading-order (delta-method) values for one
+    input, and upper bounds for the statistics of a batch (different inputs average part of the
+    noise away): for ReLU without biases ``sqrt((5(l-1) + 2)/n)`` forwards, close to
+    :func:`depth_log_tolerance`'s ``sqrt(5 l / n)``.
 
     Parameters
     ----------
@@ -631,7 +760,10 @@ def mean_field_profile(layer_sizes: Sequence[int], rule: VarianceRule | str,
     input_second_moment
         ``E[x^2]`` of the input's coordinates.
     output_grad_variance
-        ``Var[∂L/∂y]`` at the output (1 for :func:`probe_loss` with standard-normal targets).
+        ``Var[∂ℒ/∂y]`` at the output (1 for :func:`probe_loss` with standard-normal targets;
+        pass the targets' actual mean square to compare with one batch).
+    fluctuations
+        Also compute ``preactivation_log_sd`` and ``gradient_log_sd``.
 
     Returns
     -------
@@ -668,10 +800,15 @@ def mean_field_profile(layer_sizes: Sequence[int], rule: VarianceRule | str,
     r[-1] = top
     for i in range(n_dense - 2, -1, -1):
         # Backwards through dense layer i + 1, whose fan-out sizes[i + 2] is the length of the
-        # sum in dL/da_i = W^T g.
+        # sum in dℒ/dh_i = δ_{i+1} W^T.
         r[i] = (sizes[i + 2] * weight_var[i + 1]
                 * derivative_second_moment(nonlinearity, q[i], param) * r[i + 1])
-    return MeanFieldProfile(q, r)
+    if not fluctuations:
+        return MeanFieldProfile(q, r)
+    forward, backward = _log_fluctuations(sizes, weight_var, q,
+                                          _activation_function(nonlinearity, param),
+                                          _derivative_function(nonlinearity, param))
+    return MeanFieldProfile(q, r, forward, backward)
 
 
 def depth_log_tolerance(n_layers: Any, width: int, sigmas: float = 5.0) -> Any:
@@ -679,17 +816,19 @@ def depth_log_tolerance(n_layers: Any, width: int, sigmas: float = 5.0) -> Any:
 
     Each ReLU layer of width ``n`` multiplies the squared norm of the signal (forwards) or of
     the gradient (backwards) by an independent random factor with mean ``n·Var[w]/2`` and
-    relative variance ``5/n`` (``relu(h)^2`` has ``Var/E^2 = 5`` for Gaussian ``h``). After ``l``
+    relative variance ``5/n`` (``relu(z)^2`` has ``Var/E^2 = 5`` for Gaussian ``z``). After ``l``
     layers, ``ln q`` therefore has standard deviation about ``sqrt(5 l / n)`` around the
     mean-field value and drifts below it by about half its variance, ``5 l / (2 n)``; Hanin and
     Rolnick (2018) show this depth-to-width ratio governs the fluctuations. The function returns
     ``sigmas`` standard deviations plus the drift. The log of a random factor is left-skewed, so
-    the lower tail is heavier than a normal's: for exact Gaussian-weight ReLU networks of width
-    128 and depth 50, five sigma is exceeded somewhere by about 1 network in 10,000 (rather
-    than the 6e-7 of a normal), which the unit tests check. For tanh the bound is conservative
-    (the per-unit relative variance of ``tanh(h)^2`` is at most 2, and tanh's variance map is
-    contracting).
-    Chapter 2, "What PyTorch's default does to a deep ReLU network", derives it.
+    the lower tail is heavier than a normal's: for Gaussian-weight ReLU networks of width 128
+    and depth 50, five sigma is exceeded (always on the low side) by about 3 networks in
+    100,000, where a normal estimate would exceed it with probability 6e-7; the unit tests
+    check this rate, and that uniform and truncated-normal weights fluctuate the same way. For tanh the
+    bound is conservative (the per-unit relative variance of ``tanh(z)^2`` is at most 2, and
+    tanh's variance map is contracting); ``mean_field_profile(..., fluctuations=True)`` gives
+    the fluctuation of any nonlinearity. Chapter 2, "How far can one network stray?", derives
+    it.
 
     Parameters
     ----------
@@ -706,10 +845,8 @@ def depth_log_tolerance(n_layers: Any, width: int, sigmas: float = 5.0) -> Any:
         If ``width`` is not a positive integer, ``sigmas`` not positive, or ``n_layers``
         negative.
     """
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    if isinstance(sigmas, bool) or not isinstance(sigmas, (int, float)) or not sigmas > 0:
-        raise ValueError(f"sigmas must be a positive number, got {sigmas!r}")
+    width = require_int(width, "width")
+    sigmas = require_positive(sigmas, "sigmas")
     layers = np.asarray(n_layers, dtype=float)
     if np.any(layers < 0) or not np.all(np.isfinite(layers)):
         raise ValueError(f"n_layers must be >= 0, got {n_layers!r}")
@@ -737,11 +874,15 @@ class LayerStats:
     fraction_zero
         Fraction of values that are exactly 0 (a ReLU's inactive outputs).
     fraction_dead
-        Fraction of units (channels) that are 0 for *every* example in the batch.
+        Fraction of units that are 0 for *every* example in the batch. A unit is a feature of
+        a dense output and a *channel* of a convolution's output (a filter that never fires
+        anywhere in the batch is dead; one position where it is 0 is not).
     fraction_saturated
         For layers with a bounded output (tanh, sigmoid, hard tanh, softsign): fraction of
-        values within 1 % of the range's width from either end (``|tanh| >= 0.98``), where
-        the slope is nearly 0. ``None`` for other layers.
+        values within ``1 - saturation`` of either end of the range (``saturation`` is an
+        argument of :func:`layer_statistics`, 0.99 by default: ``|tanh| > 0.99``, where the
+        slope ``1 - tanh²`` is below 0.02; sigmoid above 0.99 or below 0.01). ``None`` for
+        layers whose output is unbounded (ReLU, leaky ReLU, GELU, SiLU, ELU, dense, ...).
     grad_std, grad_rms
         Of the loss's gradient with respect to the output; ``None`` for a forward-only call.
     weight_grad_std
@@ -791,7 +932,7 @@ def _std(values: np.ndarray) -> float:
 
 def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
                      layer_types: Sequence[str] | None = None,
-                     training: bool = False) -> list[LayerStats]:
+                     training: bool = False, saturation: float = 0.99) -> list[LayerStats]:
     """Per-layer activation and gradient statistics of any Keras 3 or torch model.
 
     One call to :func:`utils.frameworks.trace`, then for every leaf layer: the mean, std and
@@ -815,6 +956,9 @@ def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
         pre-activations of a Keras or torch MLP built with separate activation layers).
     training
         Run dropout/batch-norm layers in training mode.
+    saturation
+        Where a bounded activation counts as saturated: within ``1 - saturation`` of an end of
+        its range (the course's one definition; Chapters 2 and 3 use the default 0.99).
 
     Returns
     -------
@@ -826,9 +970,13 @@ def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
     ------
     ValueError
         As :func:`utils.frameworks.trace` (not a model, unbuilt, bad ``x``, only one of ``y``
-        and ``loss``, unknown loss), or if ``layer_types`` is a string rather than a sequence
-        of names.
+        and ``loss``, unknown loss), if ``layer_types`` is a string rather than a sequence
+        of names, or if ``saturation`` is not strictly between 0 and 1.
     """
+    if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) \
+            or not 0 < saturation < 1:
+        raise ValueError(f"saturation must be a number strictly between 0 and 1, got "
+                         f"{saturation!r}")
     if isinstance(layer_types, str):
         raise ValueError(f"layer_types must be a sequence of class names such as "
                          f"('Dense', 'Linear'), got the string {layer_types!r}")
@@ -854,9 +1002,9 @@ def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
         bounds = _output_range(framework, layers.get(record.name.split("#")[0]))
         saturated = None
         if bounds is not None:
-            margin = 0.01 * (bounds[1] - bounds[0])
-            saturated = float(np.mean((values <= bounds[0] + margin)
-                                      | (values >= bounds[1] - margin)))
+            margin = 1.0 - saturation
+            saturated = float(np.mean((values < bounds[0] + margin)
+                                      | (values > bounds[1] - margin)))
         grad_std = grad_rms = None
         if record.output_grad is not None:
             grad = np.asarray(record.output_grad, dtype=np.float64)

@@ -69,3 +69,58 @@ def test_deterministic_switches_are_on():
 
     seed_everything(0, frameworks=("torch",), deterministic=True)
     assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_threads_are_fixed_in_every_library():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from utils.seeding import COURSE_THREADS
+
+    seed_everything(0)
+    assert torch.get_num_threads() == COURSE_THREADS
+    assert all(pool["num_threads"] == COURSE_THREADS for pool in threadpool_info())
+    code = ("import tensorflow as tf; from utils.seeding import seed_everything;"
+            "seed_everything(0, frameworks=('keras',), threads=1);"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]
+
+
+def test_threads_none_leaves_the_pools_alone():
+    import torch
+
+    seed_everything(0, frameworks=("torch",))
+    torch.set_num_threads(2)
+    seed_everything(0, frameworks=("torch",), threads=None)
+    assert torch.get_num_threads() == 2
+    seed_everything(0, frameworks=("torch",))
+    assert torch.get_num_threads() == 1
+
+
+def test_fixed_tensorflow_pools_warn_instead_of_failing():
+    code = ("import warnings, tensorflow as tf; from utils.seeding import set_threads;"
+            "tf.constant(1.0) + 1;"  # the first op fixes TensorFlow's pools at 0 (per core)
+            "warnings.simplefilter('error');"
+            "set_threads(1, frameworks=('keras',))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "Call seed_everything before building a model" in out.stderr
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True])
+def test_bad_thread_count_names_the_argument(threads):
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        seed_everything(0, frameworks=(), threads=threads)
+
+
+def test_tensor_float_32_is_switched_off():
+    # On a CPU the switches change nothing, but they must be set for a GPU runtime (Colab),
+    # where TF32 would multiply float32 rounding errors by about 2**13.
+    import tensorflow as tf
+    import torch
+
+    seed_everything(0)
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    assert not torch.backends.cuda.matmul.allow_tf32
+    assert not torch.backends.cudnn.allow_tf32

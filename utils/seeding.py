@@ -7,21 +7,30 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
 
-__all__ = ["seed_everything", "KNOWN_FRAMEWORKS"]
+__all__ = ["seed_everything", "set_threads", "KNOWN_FRAMEWORKS", "COURSE_THREADS"]
 
 Framework = Literal["keras", "torch"]
 KNOWN_FRAMEWORKS: tuple[Framework, ...] = ("keras", "torch")
+
+#: How many threads every chapter computes with, in torch, TensorFlow and NumPy's BLAS. One
+#: thread makes a chapter's float32 sums independent of the reader's core count (a parallel
+#: reduction adds in an order that depends on how many threads share it), and on the course's
+#: small models it is as fast as two: with both frameworks loaded, their thread pools and
+#: OpenBLAS's otherwise compete for the same cores.
+COURSE_THREADS = 1
 
 
 def seed_everything(
     seed: int,
     frameworks: Iterable[str] = KNOWN_FRAMEWORKS,
     deterministic: bool = True,
+    threads: int | None = COURSE_THREADS,
 ) -> int:
     """Seed Python, NumPy and the chosen frameworks; optionally force deterministic kernels.
 
@@ -36,6 +45,12 @@ def seed_everything(
         Also switch on deterministic kernels: ``tf.config.experimental.enable_op_determinism()``
         for Keras/TensorFlow and ``torch.use_deterministic_algorithms(True)`` for torch.
         On the CPU this costs little; it is what makes the notebooks' printed numbers stable.
+        It also switches TensorFloat-32 off in both frameworks: on Ampere and newer GPUs both
+        would otherwise compute float32 matrix products with a 10-bit mantissa, whose unit
+        roundoff ``2**-11`` is ``2**13`` times the float32 one the chapters' checks are built
+        on. On a CPU the switches change nothing.
+    threads
+        Passed to :func:`set_threads` (``None`` leaves every thread pool as it is).
 
     Returns
     -------
@@ -45,8 +60,8 @@ def seed_everything(
     Raises
     ------
     ValueError
-        If ``seed`` is not an integer in ``[0, 2**32)`` or ``frameworks`` names an unknown
-        framework.
+        If ``seed`` is not an integer in ``[0, 2**32)``, ``frameworks`` names an unknown
+        framework, or ``threads`` is not a positive integer or ``None``.
 
     Notes
     -----
@@ -60,6 +75,7 @@ def seed_everything(
     if not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     seed = int(seed)
+    _require_threads(threads)
     names = [frameworks] if isinstance(frameworks, str) else list(frameworks)
     unknown = [name for name in names if name not in KNOWN_FRAMEWORKS]
     if unknown:
@@ -79,10 +95,95 @@ def seed_everything(
             import tensorflow as tf
 
             tf.config.experimental.enable_op_determinism()
+            tf.config.experimental.enable_tensor_float_32_execution(False)
     if "torch" in names:
         import torch
 
         torch.manual_seed(seed)
         if deterministic:
             torch.use_deterministic_algorithms(True)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+    if threads is not None:
+        set_threads(threads, frameworks=names)
     return seed
+
+
+def _require_threads(threads: object) -> None:
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+
+
+def set_threads(threads: int = COURSE_THREADS,
+                frameworks: Iterable[str] = KNOWN_FRAMEWORKS) -> dict[str, int]:
+    """Fix the number of threads torch, TensorFlow and NumPy's BLAS compute with (Chapter 0).
+
+    Parameters
+    ----------
+    threads
+        A positive integer; the course uses :data:`COURSE_THREADS` (one).
+    frameworks
+        Which frameworks' thread pools to set, any of ``"keras"`` and ``"torch"``; NumPy's
+        BLAS (and any OpenMP pool) is always set, through ``threadpoolctl`` when installed.
+
+    Returns
+    -------
+    dict
+        The thread counts now in force, keyed ``"torch"``, ``"tensorflow"`` and ``"blas"``
+        (only for what was set).
+
+    Raises
+    ------
+    ValueError
+        If ``threads`` is not a positive integer or ``frameworks`` names an unknown framework.
+
+    Notes
+    -----
+    TensorFlow fixes its thread pools when it runs its first operation; after that they cannot
+    change. If they already differ from ``threads``, a ``RuntimeWarning`` says so (call
+    :func:`seed_everything` before building a model to avoid it).
+    """
+    if threads is None:
+        raise ValueError("threads must be a positive integer, got None")
+    _require_threads(threads)
+    threads = int(threads)
+    names = [frameworks] if isinstance(frameworks, str) else list(frameworks)
+    unknown = [name for name in names if name not in KNOWN_FRAMEWORKS]
+    if unknown:
+        raise ValueError(
+            f"frameworks must contain only {KNOWN_FRAMEWORKS}, got unknown {unknown!r}"
+        )
+    in_force: dict[str, int] = {}
+    if "torch" in names:
+        import torch
+
+        torch.set_num_threads(threads)
+        in_force["torch"] = torch.get_num_threads()
+    if "keras" in names:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            threading = tf.config.threading
+            try:
+                threading.set_intra_op_parallelism_threads(threads)
+                threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:  # the runtime is already initialised: its pools are fixed
+                if threading.get_intra_op_parallelism_threads() != threads:
+                    warnings.warn(
+                        "TensorFlow's thread pools were fixed before seed_everything was "
+                        f"called; they stay at {threading.get_intra_op_parallelism_threads()} "
+                        f"(0 = one per core), not {threads}. Call seed_everything before "
+                        "building a model.", RuntimeWarning, stacklevel=2)
+            in_force["tensorflow"] = threading.get_intra_op_parallelism_threads()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:  # pragma: no cover - scikit-learn installs it
+        pass
+    else:
+        threadpool_limits(limits=threads)  # stays in force: the returned object is not used
+        in_force["blas"] = threads
+    return in_force

@@ -28,12 +28,76 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 block_network()
 
-_graded: list[tuple[str, str, float, str]] = []
+# The floating-point path the notebooks are checked on. Their outputs are stored on the native
+# path (`make execute`: the CPU's widest SIMD kernels, oneDNN in TensorFlow), and by default
+# checked on a different one, so that a printed digit that another CPU would change fails here
+# too, not first on a reader's machine: torch's portable kernels, TensorFlow without oneDNN,
+# one OpenMP thread. COURSE_FLOAT_PATH=native checks on the path the outputs were stored on.
+PORTABLE_FLOAT_PATH = {"ATEN_CPU_CAPABILITY": "default", "TF_ENABLE_ONEDNN_OPTS": "0",
+                       "OMP_NUM_THREADS": "1"}
+FLOAT_PATH = os.environ.get("COURSE_FLOAT_PATH", "portable")
+if FLOAT_PATH not in ("portable", "native"):
+    raise ValueError(f"COURSE_FLOAT_PATH must be 'portable' or 'native', got {FLOAT_PATH!r}")
+if FLOAT_PATH == "portable":
+    for _name, _value in PORTABLE_FLOAT_PATH.items():
+        os.environ.setdefault(_name, _value)
+
+_proofs: list[tuple[str, object]] = []  # (notebook, tests.graded_proof.ExerciseProof)
+_proof_seconds: dict[str, float] = {}
 
 
-def record_graded(notebook: str, grade_id: str, points: float, student_result: str) -> None:
-    """Remember how a graded test cell did on the student edition (for the summary)."""
-    _graded.append((notebook, grade_id, points, student_result))
+class GradedProofItem(pytest.Item):
+    """After a chapter's last nbval cell, in the same kernel: every graded test fails on the
+    student edition's stub and on wrong answers, and passes on the solution
+    (``tests/graded_proof.py``)."""
+
+    def runtest(self) -> None:
+        import nbformat
+
+        from tests.classroom import graded_exercises, student_edition
+        from tests.graded_proof import prove_exercise
+
+        kernel = self.parent.kernel
+        if kernel is None or not kernel.is_alive():
+            raise RuntimeError(f"{self.path.name}: nbval's kernel is gone; run the whole "
+                               "notebook, not single cells, to prove its graded tests")
+        start = time.perf_counter()
+        nb = nbformat.read(self.path, as_version=4)
+        student = student_edition(nb)
+        stubs = {g.grade_id: student.cells[g.solution_cell].source
+                 for g in graded_exercises(student, self.path.name)}
+        problems = []
+        for exercise in graded_exercises(nb, self.path.name):
+            proof = prove_exercise(kernel, nb.cells[exercise.solution_cell].source,
+                                   stubs[exercise.grade_id], nb.cells[exercise.test_cell].source,
+                                   exercise.grade_id, exercise.points)
+            _proofs.append((self.path.name, proof))
+            problems += [f"{exercise.grade_id}: {problem}" for problem in proof.problems]
+        _proof_seconds[self.path.name] = time.perf_counter() - start
+        assert not problems, "\n".join(problems)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.name}::graded tests on the student edition"
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Put a :class:`GradedProofItem` after the last cell of every chapter with graded tests."""
+    try:
+        import nbgrader  # noqa: F401  (the student edition is nbgrader's)
+    except ModuleNotFoundError:  # e.g. the Colab-parity environment: nothing to prove there
+        return
+    from tests.classroom import graded_exercises
+    import nbformat
+
+    last: dict[object, int] = {}
+    for index, item in enumerate(items):
+        if type(item).__name__ == "IPyNbCell":
+            last[item.parent] = index
+    for parent, index in sorted(last.items(), key=lambda kv: kv[1], reverse=True):
+        nb = nbformat.read(parent.path, as_version=4)
+        if graded_exercises(nb, parent.path.name):
+            items.insert(index + 1, GradedProofItem.from_parent(
+                parent, name="graded tests on the student edition"))
 
 
 _started: dict[str, float] = {}
@@ -47,12 +111,16 @@ def _notebook_of(nodeid: str) -> str | None:
 
 
 def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
+    if nodeid.endswith("::graded tests on the student edition"):
+        return  # timed on its own: it is not part of the chapter
     notebook = _notebook_of(nodeid)
     if notebook is not None:
         _started.setdefault(notebook, time.perf_counter())
 
 
 def pytest_runtest_logfinish(nodeid: str, location: tuple) -> None:
+    if nodeid.endswith("::graded tests on the student edition"):
+        return
     notebook = _notebook_of(nodeid)
     if notebook is not None:
         _finished[notebook] = time.perf_counter()
@@ -67,15 +135,26 @@ def notebook_times() -> list[tuple[str, float, int]]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config) -> None:
     tr = terminalreporter
-    if _graded:
-        tr.section("graded exercises: student edition (stub) vs solutions (nbval)")
-        for notebook, grade_id, points, result in _graded:
-            verdict = "fails as it must" if result != "PASSED" else "PASSES WITHOUT A SOLUTION"
-            tr.write_line(f"{notebook:32s} {grade_id:36s} {points:4g} pt  student edition: "
-                          f"{result} ({verdict}); solution edition: checked by nbval")
+    if _proofs:
+        tr.section("graded tests: pass on the solution, fail on the stub and on wrong answers")
+        for notebook, proof in _proofs:
+            verdict = "ok" if not proof.problems else "FAILED"
+            wrong = len(proof.killed) + len(proof.survived)
+            tr.write_line(f"{verdict:6s} {notebook:30s} {proof.grade_id:30s} {proof.points:3g} pt"
+                          f"  stub: {proof.stub_error or 'PASSED'}; wrong answers failed: "
+                          f"{len(proof.killed)} of {wrong}  ({proof.seconds:.1f} s)")
     rows = notebook_times()
     if not rows:
         return
+    from tests.portability import strict_share
+
+    share = strict_share([ROOT / notebook for notebook, _, _ in rows])
+    tr.section("notebook outputs: strictly compared vs exempt")
+    settings = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in PORTABLE_FLOAT_PATH)
+    tr.write_line(f"float path: {FLOAT_PATH} ({settings})")
+    tr.write_line(f"{share.strict} of {share.with_outputs} code cells with outputs compared "
+                  f"strictly ({share.strict_fraction:.1%}); exempt (nbval-ignore-output): "
+                  f"{share.exempt}, at most {share.limit:.0%} allowed")
     tr.section("notebook execution times (budget 60 s each)")
     for notebook, seconds, cells in rows:
         verdict = "ok" if seconds <= NOTEBOOK_BUDGET_S else "OVER BUDGET"

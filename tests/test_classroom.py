@@ -3,13 +3,14 @@ tests that pass on the solutions (nbval runs them in the committed notebooks) an
 student edition (executed here)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from tests import pytest_course
+from tests.graded_proof import mutants
 from tests.classroom import (check_notebook, graded_exercises, student_edition,
                              write_student_editions)
 
@@ -120,34 +121,37 @@ def test_make_student_writes_every_chapter(tmp_path):
 
 
 # ---- graded tests are real -----------------------------------------------------------------
+# nbval runs the solutions; after each chapter's last cell, tests.pytest_course adds an item
+# that proves, in the same kernel, that each graded test fails on the student edition's stub
+# and on wrong answers (tests/graded_proof.py). Here: that the item is there for every chapter,
+# and that the wrong answers are real mutations of the answer.
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
-def test_graded_tests_fail_on_the_student_edition(path):
-    solution_nb = _read(path)
-    graded = graded_exercises(solution_nb, path.name)
-    # Solutions: the committed, executed notebook has no error in any graded test cell, and
-    # nbval re-executes these cells in this same run (notebooks/ in the test paths).
-    for exercise in graded:
-        outputs = solution_nb.cells[exercise.test_cell].outputs
-        assert not [o for o in outputs if o.output_type == "error"], exercise.grade_id
+def test_every_chapter_with_graded_tests_gets_its_proof_item(pytestconfig):
+    args = [str(p) for p in CHAPTERS]
+    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *args],
+                            cwd=ROOT, capture_output=True, text=True)
+    proven = {line.split("::")[0].rsplit("/", 1)[-1] for line in result.stdout.splitlines()
+              if line.endswith("::graded tests on the student edition")}
+    expected = {p.name for p in CHAPTERS if graded_exercises(_read(p), p.name)}
+    assert proven == expected and expected, result.stdout[-2000:]
 
-    student = student_edition(solution_nb)
-    client = NotebookClient(student, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
-    for exercise in graded_exercises(student, path.name):
-        stub = student.cells[exercise.solution_cell].outputs
-        test = student.cells[exercise.test_cell].outputs
-        test_errors = [o.ename for o in test if o.output_type == "error"]
-        stub_errors = [o.ename for o in stub if o.output_type == "error"]
-        pytest_course.record_graded(path.name, exercise.grade_id, exercise.points,
-                                    test_errors[0] if test_errors else "PASSED")
-        assert test_errors, f"{exercise.grade_id}: the test passes without a solution"
-        # The failure must come from the stub: either the stub cell raised (an answer computed
-        # at the top level) or the test called the student's stubbed function.
-        assert "NotImplementedError" in stub_errors + test_errors, \
-            (exercise.grade_id, stub_errors, test_errors)
+
+def test_wrong_answers_change_the_answer_only():
+    source = ("def f(x, n=3):\n    y = 2 * x  # not mutated\n    ### BEGIN SOLUTION\n"
+              "    if x > 0:\n        return x ** n + 1.0\n    return y - 2\n"
+              "    ### END SOLUTION\n")
+    found = mutants(source, limit=10)
+    assert found and all("2 * x" in wrong for _, wrong in found)
+    assert {kind.split()[0] for kind, _ in found} == {"operator", "comparison", "constant"}
+    for _, wrong in found:
+        namespace: dict = {}
+        exec(wrong, namespace)
+        assert [namespace["f"](v) for v in (2.0, -1.0)] != [9.0, -3.0]  # each one is wrong
+    assert len(mutants(source, limit=2)) == 2
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        mutants(source, limit=0)
+    with pytest.raises(ValueError, match="BEGIN SOLUTION"):
+        mutants("def f():\n    return 1\n")
 
 
 def test_instructor_guide_lists_every_graded_exercise_with_its_points():

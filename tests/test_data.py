@@ -97,7 +97,7 @@ def test_class_counts_counts_and_pads():
         ([0, -1], None, "non-negative"),
         ([0.5, 1.0], None, "integer class labels"),
         (np.zeros((2, 2)), None, "1-D"),
-        ([0, 1], 0, "n_classes must be a positive integer"),
+        ([0, 1], 0, "n_classes must be an integer >= 1"),
     ],
 )
 def test_class_counts_rejects_bad_input(labels, n_classes, message):
@@ -162,18 +162,18 @@ def test_generated_multiclass_is_learnable_but_not_separable(cifar_like):
     "counts, kwargs, message",
     [
         ({0: 10, 2: 10}, {}, r"without gaps.*missing \[1\]"),
-        ({0: 10, 1: 0}, {}, r"class_counts\[1\] must be a positive integer"),
-        ({0: 10, 1: -5}, {}, r"class_counts\[1\] must be a positive integer"),
-        ({0: 10, 1: 2.5}, {}, r"class_counts\[1\] must be a positive integer"),
+        ({0: 10, 1: 0}, {}, r"class_counts\[1\] must be an integer >= 1"),
+        ({0: 10, 1: -5}, {}, r"class_counts\[1\] must be an integer >= 1"),
+        ({0: 10, 1: 2.5}, {}, r"class_counts\[1\] must be an integer >= 1"),
         ({0: 10}, {}, "at least two classes"),
         ({}, {}, "at least one class"),
         ({-1: 3, 0: 3}, {}, "non-negative integer class labels"),
         ("abc", {}, "must map class labels"),
         ({0: 5, 1: 5}, {"n_informative": 30}, "n_informative must be at most n_features"),
         (CIFAR_SUBSET_COUNTS, {"n_informative": 4}, r"2\*\*n_informative >= 20"),
-        ({0: 5, 1: 5}, {"class_sep": 0.0}, "class_sep must be a finite positive number"),
-        ({0: 5, 1: 5}, {"class_sep": "far"}, "class_sep must be a number"),
-        ({0: 5, 1: 5}, {"seed": -1}, r"seed must be in \[0, 2\*\*32\)"),
+        ({0: 5, 1: 5}, {"class_sep": 0.0}, "class_sep must be a positive finite number"),
+        ({0: 5, 1: 5}, {"class_sep": "far"}, "class_sep must be a positive finite number"),
+        ({0: 5, 1: 5}, {"seed": -1}, r"seed must be an integer in \[0, 2\*\*32\)"),
         ({0: 5, 1: 5}, {"seed": 1.5}, "seed must be an integer"),
     ],
 )
@@ -255,9 +255,9 @@ def test_rare_positive_is_learnable_but_not_separable(fraud_like):
         (1000, {"positive_rate": 0.0}, r"positive_rate must be a number in \(0, 1\)"),
         (100, {}, "gives 0 positives"),
         (10, {"n_positive": 10}, "n_positive must be smaller than n_samples=10"),
-        (10, {"n_positive": 0}, "n_positive must be a positive integer"),
-        (0, {}, "n_samples must be a positive integer"),
-        (1000, {"class_sep": -1.0}, "class_sep must be a finite non-negative number"),
+        (10, {"n_positive": 0}, "n_positive must be an integer >= 1"),
+        (0, {}, "n_samples must be an integer >= 1"),
+        (1000, {"class_sep": -1.0}, "class_sep must be a finite number >= 0"),
     ],
 )
 def test_rare_positive_rejects_bad_arguments(n_samples, kwargs, message):
@@ -346,8 +346,8 @@ def test_preprocessing_works_on_the_generated_data(fraud_like):
         (lambda r: np.where(np.arange(30) == 3, np.nan, r), {}, "must be finite"),
         (lambda r: np.where(np.arange(30) == 29, -1.0, r), {}, "Amount .* must be >= 0"),
         (lambda r: r[:0], {}, "at least one row"),
-        (lambda r: r, {"clip": 0.0}, "clip must be a finite positive number"),
-        (lambda r: r, {"amount_offset": -1.0}, "amount_offset must be a finite positive"),
+        (lambda r: r, {"clip": 0.0}, "clip must be a positive finite number"),
+        (lambda r: r, {"amount_offset": -1.0}, "amount_offset must be a positive finite"),
     ],
 )
 def test_preprocessing_rejects_bad_input(make_input, kwargs, message):
@@ -557,8 +557,8 @@ def test_cifar_loader_whole_split_and_test_split(cifar_dir: Path):
     "counts, kwargs, message",
     [
         ({10: 1}, {}, r"unknown class \[10\].*0\.\.9"),
-        ({0: 0}, {}, r"class_counts\[0\] must be a positive integer"),
-        ({0: -3}, {}, r"class_counts\[0\] must be a positive integer"),
+        ({0: 0}, {}, r"class_counts\[0\] must be an integer >= 1"),
+        ({0: -3}, {}, r"class_counts\[0\] must be an integer >= 1"),
         ({4: 16}, {}, "asks for 16 samples of class 4 but the train split of .* holds 15"),
         ({4: 3}, {"split": "test"}, "asks for 3 samples of class 4 but the test split"),
         (CIFAR_SUBSET_COUNTS, {}, "asks for 4000 samples of class 0"),

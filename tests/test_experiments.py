@@ -195,7 +195,7 @@ def test_reinitialize_handles_recurrent_layers_and_refuses_what_it_cannot_redraw
 def test_reinitialize_and_small_classifier_reject_bad_arguments():
     with pytest.raises(ValueError, match="framework must be 'keras' or 'torch'"):
         small_classifier("jax", 3, 2)
-    with pytest.raises(ValueError, match="n_in must be a positive integer"):
+    with pytest.raises(ValueError, match="n_in must be an integer >= 1"):
         small_classifier("torch", 0, 2)
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)"):
         small_classifier("torch", 3, 2, dropout=1.0)
@@ -228,7 +228,7 @@ def test_predict_is_inference_mode_and_chunking_does_not_matter(framework, data)
         assert model.training  # mode restored
     with pytest.raises(ValueError, match="x must be a non-empty array"):
         predict(model, np.zeros((0, 6), np.float32))
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         predict(model, x, batch_size=0)
 
 
@@ -313,13 +313,13 @@ def test_train_fused_rejects_bad_arguments(data):
     model = small_classifier("keras", 6, 3, seed=0)
     with pytest.raises(ValueError, match="optimizer must be one of"):
         train_fused(model, x, y, "cross_entropy", "lbfgs")
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+    with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
         train_fused(model, x, y, "cross_entropy", "sgd", learning_rate=0.0)
     with pytest.raises(ValueError, match="loss must be one of"):
         train_fused(model, x, y, "hinge", "sgd")
     with pytest.raises(ValueError, match="x and y must be non-empty arrays"):
         train_fused(model, x, y[:10], "cross_entropy", "sgd")
-    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         train_fused(model, x, y, "cross_entropy", "sgd", epochs=0)
     with pytest.raises(ValueError, match="model must be a Keras 3 layer/model"):
         train_fused("model", x, y, "cross_entropy", "sgd")
@@ -412,7 +412,7 @@ def test_trailing_mean_uses_only_past_batches():
     assert smoothed.shape == (3, 50)
     for t in (0, 6, 7, 49):
         np.testing.assert_allclose(smoothed[:, t], runs[:, max(0, t - 6):t + 1].mean(axis=1))
-    with pytest.raises(ValueError, match="window must be a positive integer"):
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
         trailing_mean([1.0], 0)
 
 
@@ -423,7 +423,7 @@ def test_steps_to_threshold_rejects_bad_input():
         steps_to_threshold([1.0, np.nan], 1.0)
     with pytest.raises(ValueError, match="threshold must be a finite number"):
         steps_to_threshold([1.0], "low")
-    with pytest.raises(ValueError, match="window must be a positive integer"):
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
         steps_to_threshold([1.0], 1.0, window=0)
 
 

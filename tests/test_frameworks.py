@@ -273,3 +273,46 @@ def test_to_numpy_bfloat16_becomes_float32():
     array = to_numpy(torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
     assert array.dtype == np.float32
     np.testing.assert_array_equal(array, [1.5, -2.0])
+
+
+# ------------------------------------------------------------------ weight_layers and layouts
+from utils.frameworks import from_keras_layout, keras_layout, weight_layers  # noqa: E402
+
+
+def test_weight_layers_pairs_each_weight_with_its_bias(keras_nested, torch_nested):
+    import torch.nn as nn
+
+    keras_entries = weight_layers(keras_nested)
+    assert [(e.name, e.weight.name, e.bias.name, e.weight.shape) for e in keras_entries] == [
+        ("d1", "kernel", "bias", (4, 3)), ("inner_dense", "kernel", "bias", (3, 2))]
+    torch_entries = weight_layers(torch_nested)
+    assert [(e.name, e.weight.shape, e.bias.shape) for e in torch_entries] == [
+        ("0", (3, 4), (3,)), ("2.0", (2, 3), (2,))]
+    assert all(e.weight.layer_object is e.layer for e in keras_entries + torch_entries)
+    # "all" takes any >= 2-D weight (an embedding); "dense_conv" only dense/convolution layers.
+    model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 2, bias=False))
+    assert [e.name for e in weight_layers(model)] == ["0", "1"]
+    only = weight_layers(model, "dense_conv")
+    assert [e.name for e in only] == ["1"] and only[0].bias is None
+    with pytest.raises(ValueError, match="kinds must be 'all' or 'dense_conv'"):
+        weight_layers(model, "dense")
+    with pytest.raises(ValueError, match="model must be a Keras 3 layer/model"):
+        weight_layers(np.zeros(3))
+
+
+def test_keras_layout_round_trips_torch_weights():
+    import torch.nn as nn
+
+    conv = nn.Conv2d(3, 5, kernel_size=(2, 4))
+    assert keras_layout(tuple(conv.weight.shape), "torch") == (2, 4, 3, 5)
+    assert keras_layout((2, 4, 3, 5), "keras") == (2, 4, 3, 5)
+    kernel = np.arange(2 * 4 * 3 * 5).reshape(2, 4, 3, 5)
+    torch_kernel = from_keras_layout(kernel, "torch")
+    assert torch_kernel.shape == (5, 3, 2, 4)
+    # element (out=o, in=i, h, w) of the torch kernel is element (h, w, i, o) of the Keras one
+    assert torch_kernel[4, 1, 0, 3] == kernel[0, 3, 1, 4]
+    assert from_keras_layout(kernel, "keras") is kernel
+    with pytest.raises(ValueError, match="shape must have at least 2 dimensions"):
+        keras_layout((3,), "torch")
+    with pytest.raises(ValueError, match="framework must be 'keras' or 'torch'"):
+        from_keras_layout(kernel, "jax")

@@ -573,7 +573,7 @@ def test_report_lines_fit_the_page():
         ({"counts": [5, 3], "total": 8}, "total is only used with activation='sigmoid'"),
         ({"counts": [5, 3], "activation": "relu"}, "activation must be one of"),
         ({"counts": [5, 3], "activation": "Softmax"}, "activation must be one of"),
-        ({"counts": [5, 3], "smoothing": -1}, "smoothing must be a finite non-negative"),
+        ({"counts": [5, 3], "smoothing": -1}, "smoothing must be a finite number >= 0"),
         ({"counts": [5, 3], "class_weight": [1, 0]}, "class_weight must be positive"),
         ({"counts": [5, 3], "class_weight": [1, 2, 3]}, "class_weight must have one weight"),
         ({"counts": [5], "activation": "sigmoid"}, "total must be given"),
@@ -640,7 +640,7 @@ def test_model_functions_reject_bad_models_and_arguments():
         set_prior_bias(softmax3, [1, 2, 3], layer="nope")
     with pytest.raises(ValueError, match="layer must name a dense or convolution layer"):
         set_prior_bias(sigmoid1, [10], total=100, layer="1")
-    with pytest.raises(ValueError, match="kernel_scale must be a finite non-negative"):
+    with pytest.raises(ValueError, match="kernel_scale must be a finite number >= 0"):
         set_prior_bias(softmax3, [1, 2, 3], kernel_scale=-1.0)
     with pytest.raises(ValueError, match="counts has empty classes"):
         set_prior_bias(softmax3, [1, 0, 3])

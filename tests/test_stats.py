@@ -13,7 +13,8 @@ import pytest
 from scipy import stats
 
 from utils.stats import (KURTOSIS, Interval, mean_ci, mean_tolerance, paired_difference,
-                         pointwise_mean_ci, require_int, require_positive, require_seed,
+                         pointwise_mean_ci, require_finite, require_int, require_nonnegative,
+                         require_positive, require_seed,
                          std_tolerance, sum_kurtosis, truncated_normal_moments,
                          variance_tolerance)
 
@@ -224,3 +225,13 @@ def test_argument_checks():
     for bad in (-1, 2**32, 1.0, False):
         with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
             require_seed(bad)
+
+
+def test_finite_and_nonnegative_checks():
+    assert require_finite(np.float64(-2.5), "t") == -2.5 and require_nonnegative(0, "q") == 0.0
+    for bad in (math.inf, -math.inf, math.nan, True, "1", None):
+        with pytest.raises(ValueError, match="threshold must be a finite number, got"):
+            require_finite(bad, "threshold")
+    for bad in (-1e-12, math.inf, math.nan, False, "0"):
+        with pytest.raises(ValueError, match="smoothing must be a finite number >= 0, got"):
+            require_nonnegative(bad, "smoothing")

@@ -223,7 +223,7 @@ def test_errors(data):
         train(net, x, y, "hinge")
     with pytest.raises(ValueError, match=r"optimizer must be one of \('sgd'"):
         train(net, x, y, "cross_entropy", "lbfgs")
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+    with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
         train(net, x, y, "cross_entropy", "sgd", learning_rate=None)
     with pytest.raises(ValueError, match="learning_rate is only used with an optimizer name"):
         import torch
@@ -240,3 +240,16 @@ def test_errors(data):
         train_torch(keras_net, x, y, "cross_entropy")
     assert OPTIMIZER_NAMES == ("sgd", "momentum", "rmsprop", "adam")
     assert math.isfinite(train(net, x, y, "cross_entropy").batch_losses[0])
+
+
+def test_keras_optimizer_names_and_errors():
+    from utils.training import OPTIMIZER_NAMES, keras_optimizer
+
+    built = {name: keras_optimizer(name, 0.05) for name in OPTIMIZER_NAMES}
+    assert [type(o).__name__ for o in built.values()] == ["SGD", "SGD", "RMSprop", "Adam"]
+    assert built["momentum"].momentum == 0.9 and built["sgd"].momentum == 0.0
+    assert all(float(o.learning_rate) == pytest.approx(0.05) for o in built.values())
+    with pytest.raises(ValueError, match="name must be one of"):
+        keras_optimizer("lbfgs", 0.1)
+    with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
+        keras_optimizer("sgd", 0)

@@ -37,6 +37,8 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from utils.stats import require_int, require_nonnegative, require_positive, require_seed
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR_SUBSET_COUNTS",
@@ -149,31 +151,6 @@ _FRAUD_HELP = (
 # --------------------------------------------------------------------------------------------
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
-    if not 0 <= int(seed) < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    return int(seed)
-
-
-def _check_positive_int(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_real(value: Any, argument: str, *, allow_zero: bool = False) -> float:
-    """A finite positive (or, with ``allow_zero``, non-negative) real number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{argument} must be a number, got {type(value).__name__} {value!r}")
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not np.isfinite(value) or not low_ok:
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{argument} must be a finite {kind} number, got {value!r}")
-    return float(value)
-
-
 def _check_counts(counts: Any, argument: str = "class_counts") -> dict[int, int]:
     """A ``{label: count}`` mapping (or a sequence of counts for labels 0, 1, ...), validated."""
     if isinstance(counts, Mapping):
@@ -193,11 +170,7 @@ def _check_counts(counts: Any, argument: str = "class_counts") -> dict[int, int]
             raise ValueError(
                 f"{argument} keys must be non-negative integer class labels, got {label!r}"
             )
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise ValueError(
-                f"{argument}[{label}] must be a positive integer number of samples, got {count!r}"
-            )
-        checked[int(label)] = int(count)
+        checked[int(label)] = require_int(count, f"{argument}[{label}]")
     return dict(sorted(checked.items()))
 
 
@@ -272,7 +245,7 @@ def class_counts(labels: Any, n_classes: int | None = None) -> np.ndarray:
     array = _check_labels(labels)
     if n_classes is None:
         return np.bincount(array).astype(np.int64)
-    n_classes = _check_positive_int(n_classes, "n_classes")
+    n_classes = require_int(n_classes, "n_classes")
     if array.size and array.max() >= n_classes:
         raise ValueError(
             f"n_classes={n_classes} but labels contain class {array.max()}; "
@@ -347,7 +320,7 @@ def stratified_split(
         raise ValueError(f"fractions must all be positive, got {fractions!r}")
     if abs(parts.sum() - 1.0) > 1e-9:
         raise ValueError(f"fractions must sum to 1, got {fractions!r} (sum {parts.sum():.6g})")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(require_seed(seed))
 
     pieces: list[list[np.ndarray]] = [[] for _ in parts]
     for label in np.unique(y_array):
@@ -428,8 +401,8 @@ def make_imbalanced_classification(
             f"class_counts keys must be the labels 0..{n_classes - 1} without gaps, "
             f"got {sorted(counts)} (missing {missing})"
         )
-    n_features = _check_positive_int(n_features, "n_features")
-    n_informative = _check_positive_int(n_informative, "n_informative")
+    n_features = require_int(n_features, "n_features")
+    n_informative = require_int(n_informative, "n_informative")
     if n_informative > n_features:
         raise ValueError(
             f"n_informative must be at most n_features={n_features}, got {n_informative}"
@@ -440,8 +413,8 @@ def make_imbalanced_classification(
             f"n_informative={n_informative} is too small for {n_classes} classes: "
             f"expected 2**n_informative >= {clusters_per_class * n_classes}"
         )
-    class_sep = _check_real(class_sep, "class_sep")
-    seed = _check_seed(seed)
+    class_sep = require_positive(class_sep, "class_sep")
+    seed = require_seed(seed)
 
     per_class = max(counts.values())
     x, y = make_classification(
@@ -510,7 +483,7 @@ def make_rare_positive(
         If both ``positive_rate`` and ``n_positive`` are given, the rate is not in ``(0, 1)``,
         or the sizes leave no positive or no negative.
     """
-    n_samples = _check_positive_int(n_samples, "n_samples")
+    n_samples = require_int(n_samples, "n_samples")
     if positive_rate is not None and n_positive is not None:
         raise ValueError(
             f"give positive_rate or n_positive, not both (got positive_rate={positive_rate!r}, "
@@ -530,13 +503,13 @@ def make_rare_positive(
                 "n_positive)"
             )
     else:
-        n_pos = _check_positive_int(n_positive, "n_positive")
+        n_pos = require_int(n_positive, "n_positive")
         if n_pos >= n_samples:
             raise ValueError(
                 f"n_positive must be smaller than n_samples={n_samples}, got {n_pos}"
             )
-    class_sep = _check_real(class_sep, "class_sep", allow_zero=True)
-    rng = np.random.default_rng(_check_seed(seed))
+    class_sep = require_nonnegative(class_sep, "class_sep")
+    rng = np.random.default_rng(require_seed(seed))
 
     y = np.zeros(n_samples, dtype=np.int64)
     y[rng.choice(n_samples, size=n_pos, replace=False)] = 1
@@ -643,8 +616,8 @@ class FraudScaler:
             If ``x_train`` does not have the 30 raw columns, is empty, holds NaN or a negative
             amount, or ``amount_offset`` / ``clip`` is not positive.
         """
-        amount_offset = _check_real(amount_offset, "amount_offset")
-        clip = None if clip is None else _check_real(clip, "clip")
+        amount_offset = require_positive(amount_offset, "amount_offset")
+        clip = None if clip is None else require_positive(clip, "clip")
         raw = _check_fraud_features(x_train, "x_train")
         if raw.shape[0] == 0:
             raise ValueError("x_train must hold at least one row to fit the standardisation")
@@ -912,7 +885,7 @@ def load_cifar10_subset(
                 f"class_counts names unknown class {unknown}: CIFAR-10 labels are 0..9 "
                 f"({', '.join(CIFAR10_CLASSES)})"
             )
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(require_seed(seed))
     names = _CIFAR_TRAIN_BATCHES if split == "train" else _CIFAR_TEST_BATCHES
 
     batches = list(_cifar_batches(Path(path), names))

@@ -26,7 +26,10 @@ name).
 
 The fans are computed exactly as each framework computes them from the tensor's shape (Keras:
 ``(..., in, out)`` with the leading axes as receptive field; torch: ``(out, in, ...)``), so a
-Keras kernel and a torch weight of the same layer get the same fan-in.
+Keras kernel and a torch weight of the same layer get the same fan-in. Both rules are
+:func:`utils.initializers.compute_fans`: the module that re-creates torch's defaults
+(:func:`~utils.initializers.torch_default_init_`) is the one place they are written, and this
+module describes what it draws.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from utils.frameworks import ParamInfo, framework_of
+from utils.initializers import compute_fans
 from utils.stats import truncated_normal_moments
 from utils.variance import TRUNCATED_NORMAL_STD
 
@@ -414,18 +418,12 @@ def unknown(name: str, source: str = GIVEN_SOURCE) -> InitDistribution:
 
 def _keras_fans(shape: tuple[int, ...], input_axes: Any = None,
                 output_axes: Any = None) -> tuple[int, int]:
-    """Fans as Keras 3 computes them: kernels are ``(..., in, out)``, leading axes receptive."""
+    """Fans as Keras 3 computes them (:func:`utils.initializers.compute_fans`), or from the
+    explicit axes an ``EinsumDense`` kernel declares."""
     if input_axes is not None and output_axes is not None:
         return (int(np.prod([shape[a] for a in input_axes])),
                 int(np.prod([shape[a] for a in output_axes])))
-    if len(shape) < 1:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    receptive = int(np.prod(shape[:-2]))
-    return shape[-2] * receptive, shape[-1] * receptive
+    return compute_fans(shape, "keras")
 
 
 def keras_distribution(initializer: Any, shape: tuple[int, ...],
@@ -550,14 +548,6 @@ def _einsum_kernel_axes(equation: str) -> tuple[list[int] | None, list[int] | No
 
 # ---- torch -----------------------------------------------------------------------------------
 
-def _torch_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Fans as ``torch.nn.init`` computes them: weights are ``(out, in, *kernel)``."""
-    if len(shape) < 2:
-        raise ValueError(f"fans need a tensor with at least 2 dimensions, got shape {shape}")
-    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-    return shape[1] * receptive, shape[0] * receptive
-
-
 def _default_uniform(bound: float, name: str, **fans: Any) -> InitDistribution:
     if bound <= 0:
         return constant(0.0, name, TORCH_DEFAULT_SOURCE)
@@ -590,13 +580,13 @@ def torch_default_distribution(module: Any, name: str,
     kaiming = "kaiming_uniform_(a=√5)"
     if isinstance(module, nn.MultiheadAttention):
         if name in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
-            fan_in, fan_out = _torch_fans(shape)
+            fan_in, fan_out = compute_fans(shape, "torch")
             limit = math.sqrt(6.0 / (fan_in + fan_out))
             return uniform(-limit, limit, "xavier_uniform_", src, fan_in, fan_out)
         if name == "in_proj_bias":
             return constant(0.0, "zeros (MultiheadAttention)", src)
         if name in ("bias_k", "bias_v"):
-            fan_in, fan_out = _torch_fans(shape)
+            fan_in, fan_out = compute_fans(shape, "torch")
             return normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), "xavier_normal_", src,
                           fan_in, fan_out)
         return None
@@ -605,7 +595,9 @@ def torch_default_distribution(module: Any, name: str,
         return constant(0.0, "zeros (MultiheadAttention.out_proj)", src)
     if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
         weight_shape = tuple(int(d) for d in module.weight.shape)
-        fan_in, fan_out = _torch_fans(weight_shape)
+        fan_in, fan_out = compute_fans(weight_shape, "torch")
+        # kaiming_uniform_(a=√5) is U(±1/√fan_in) (utils.initializers.torch_default_bound
+        # derives it and computes it bit for bit); the bias uses the same bound.
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         if name == "weight":
             return _default_uniform(bound, kaiming, fan_in=fan_in, fan_out=fan_out)

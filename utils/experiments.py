@@ -26,7 +26,6 @@ and torch only inside the functions that get a model of that framework, so
 """
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from utils.frameworks import LOSS_NAMES, leaf_layers, parameters, require_built
-from utils.stats import Interval, PairedComparison, mean_ci, paired_difference
-from utils.training import OPTIMIZER_NAMES, TrainingHistory, batch_order, train_torch
+from utils.frameworks import LOSS_NAMES, leaf_layers, loss_function, parameters, require_built
+from utils.stats import (Interval, PairedComparison, mean_ci, paired_difference,
+                         require_finite, require_int, require_positive, require_seed)
+from utils.training import (OPTIMIZER_NAMES, TrainingHistory, batch_order, keras_optimizer,
+                            train_torch)
 
 __all__ = [
     "OUTPUT_ACTIVATIONS",
@@ -61,19 +62,6 @@ _KERAS_INITIALIZER_ATTRIBUTES = {"recurrent_kernel": "recurrent_initializer"}
 # --------------------------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------------------------
-
-
-def _positive_int(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _seed(value: Any, argument: str = "seed") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or not 0 <= value < 2**32:
-        raise ValueError(f"{argument} must be an integer in [0, 2**32), got {value!r}")
-    return int(value)
 
 
 def _framework_name(framework: Any) -> str:
@@ -132,16 +120,16 @@ def small_classifier(framework: str, n_in: int, n_out: int, *, hidden: int = 64,
         ``dropout`` is outside ``[0, 1)`` or ``seed`` outside ``[0, 2**32)``.
     """
     framework = _framework_name(framework)
-    n_in = _positive_int(n_in, "n_in")
-    n_out = _positive_int(n_out, "n_out")
-    hidden = _positive_int(hidden, "hidden")
+    n_in = require_int(n_in, "n_in")
+    n_out = require_int(n_out, "n_out")
+    hidden = require_int(hidden, "hidden")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
             or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     if output_activation not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, "
                          f"got {output_activation!r}")
-    seed = _seed(seed)
+    seed = require_seed(seed)
     if framework == "keras":
         import keras
 
@@ -214,7 +202,7 @@ def reinitialize(model: Any, seed: int) -> Any:
         ``reset_parameters()``); nothing is changed then.
     """
     framework = require_built(model)
-    seed = _seed(seed)
+    seed = require_seed(seed)
     if framework == "torch":
         import torch
 
@@ -303,7 +291,7 @@ def predict(model: Any, x: Any, batch_size: int = 65_536) -> np.ndarray:
     inputs = np.asarray(x)
     if inputs.ndim == 0 or len(inputs) == 0:
         raise ValueError(f"x must be a non-empty array of examples, got shape {inputs.shape}")
-    size = _positive_int(batch_size, "batch_size")
+    size = require_int(batch_size, "batch_size")
     if inputs.dtype.kind == "f":
         inputs = inputs.astype(np.float32, copy=False)
     chunks = [inputs[start:start + size] for start in range(0, len(inputs), size)]
@@ -337,9 +325,6 @@ def _fused_keras_run(model: Any, loss: Any, optimizer: str, learning_rate: float
     """A compiled function training on given batches, and its optimizer reset to fresh."""
     import tensorflow as tf
 
-    from utils.frameworks import _keras_loss
-    from utils.training import _keras_optimizer
-
     cache = getattr(model, _RUN_CACHE, None)
     if cache is None:
         cache = {}
@@ -351,10 +336,10 @@ def _fused_keras_run(model: Any, loss: Any, optimizer: str, learning_rate: float
         for variable, value in zip(opt.variables, fresh):
             variable.assign(value)
         return run, opt
-    opt = _keras_optimizer(optimizer, learning_rate)
+    opt = keras_optimizer(optimizer, learning_rate)
     opt.build(model.trainable_variables)
     fresh = [np.array(v.numpy()) for v in opt.variables]
-    loss_fn = _keras_loss(loss)
+    loss_fn = loss_function("keras", loss)
     variables = model.trainable_variables
     index_spec = tf.TensorSpec((None,), tf.int64)
 
@@ -426,9 +411,7 @@ def train_fused(model: Any, x: Any, y: Any, loss: Any, optimizer: str = "sgd", *
     framework = require_built(model)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZER_NAMES:
         raise ValueError(f"optimizer must be one of {OPTIMIZER_NAMES}, got {optimizer!r}")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-            or not 0 < learning_rate < math.inf:
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    require_positive(learning_rate, "learning_rate")
     if not callable(loss) and loss not in LOSS_NAMES:
         raise ValueError(f"loss must be one of {LOSS_NAMES} or a callable, got {loss!r}")
     if framework == "torch":
@@ -438,8 +421,8 @@ def train_fused(model: Any, x: Any, y: Any, loss: Any, optimizer: str = "sgd", *
     if inputs.ndim == 0 or targets.ndim == 0 or len(inputs) != len(targets) or not len(inputs):
         raise ValueError(f"x and y must be non-empty arrays with the same number of examples, "
                          f"got shapes {inputs.shape} and {targets.shape}")
-    epochs = _positive_int(epochs, "epochs")
-    batches = batch_order(len(inputs), batch_size, epochs, _seed(seed), shuffle)
+    epochs = require_int(epochs, "epochs")
+    batches = batch_order(len(inputs), batch_size, epochs, require_seed(seed), shuffle)
     import tensorflow as tf
 
     # No global seeding here: Keras layers draw their randomness (dropout masks) from their own
@@ -470,16 +453,8 @@ def _class_weights(class_weight: Any) -> tuple[float, float]:
     if not isinstance(class_weight, Mapping) or set(class_weight) != {0, 1}:
         raise ValueError("class_weight must be None or a mapping {0: w_negative, 1: w_positive}"
                          f", got {class_weight!r}")
-    weights = []
-    for label in (0, 1):
-        value = class_weight[label]
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
-                                                              np.floating)) \
-                or not 0 < value < math.inf:
-            raise ValueError(f"class_weight[{label}] must be a positive finite number, "
-                             f"got {value!r}")
-        weights.append(float(value))
-    return weights[0], weights[1]
+    return (require_positive(class_weight[0], "class_weight[0]"),
+            require_positive(class_weight[1], "class_weight[1]"))
 
 
 def class_weighted_bce(framework: str, class_weight: Mapping[int, float] | None = None, *,
@@ -585,7 +560,7 @@ def trailing_mean(losses: Any, window: int) -> np.ndarray:
         a positive integer.
     """
     curves = _curves(losses)
-    window = _positive_int(window, "window")
+    window = require_int(window, "window")
     rows = np.atleast_2d(curves)
     totals = np.cumsum(rows, axis=1)
     earlier = np.zeros_like(totals)
@@ -624,10 +599,7 @@ def steps_to_threshold(losses: Any, threshold: float, window: int = 1) -> Any:
         not a finite number or ``window`` not a positive integer.
     """
     curves = _curves(losses)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer,
-                                                                 np.floating)) \
-            or not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    require_finite(threshold, "threshold")
     reached = np.atleast_2d(trailing_mean(curves, window)) <= threshold
     steps = np.where(reached.any(axis=1), reached.argmax(axis=1), np.nan).astype(np.float64)
     return float(steps[0]) if curves.ndim == 1 else steps

@@ -24,6 +24,10 @@ __all__ = [
     "to_numpy",
     "assign",
     "require_built",
+    "WeightLayer",
+    "weight_layers",
+    "keras_layout",
+    "from_keras_layout",
     "LayerRecord",
     "Trace",
     "trace",
@@ -291,6 +295,160 @@ def assign(param: ParamInfo, values: Any) -> None:
             handle.copy_(torch.as_tensor(array, dtype=handle.dtype))
     else:
         handle.assign(array.astype(np.dtype(handle.dtype)))
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """A layer with a weight matrix or convolution kernel, as :func:`weight_layers` lists it.
+
+    Attributes
+    ----------
+    name
+        The layer's name as :func:`trace` names its records: the Keras layer's ``name``, the
+        torch ``named_modules`` path.
+    layer
+        The layer/module object.
+    weight
+        Its kernel (Keras) or weight (torch), two or more dimensions.
+    bias
+        Its bias, or None if it has none.
+    """
+
+    name: str
+    layer: Any
+    weight: ParamInfo
+    bias: ParamInfo | None
+
+
+def _dense_conv_classes(framework: Framework) -> tuple[type, ...]:
+    if framework == "keras":
+        import keras
+
+        layers = keras.layers
+        return (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D,
+                layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+    import torch.nn as nn
+    from torch.nn.modules.conv import _ConvNd
+
+    return (nn.Linear, _ConvNd)
+
+
+def weight_layers(model: Any, kinds: Literal["all", "dense_conv"] = "all") -> list[WeightLayer]:
+    """The layers of ``model`` that own a weight matrix or kernel, with that weight and bias.
+
+    The one walker over "the weights an initialisation scheme draws": Chapter 2's
+    :func:`utils.variance.apply_rule` and Chapter 6's :func:`utils.initializers.orthogonal_`
+    and :func:`utils.initializers.lsuv_` all go through it.
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or a ``torch.nn.Module``.
+    kinds
+        ``"all"``: every layer owning a trainable parameter named ``kernel`` (Keras) or
+        ``weight`` (torch) with two or more dimensions (dense, convolution, embedding,
+        recurrent cells, ...). ``"dense_conv"``: only Keras ``Dense``, ``Conv1D/2D/3D`` and
+        their ``Transpose`` variants, and torch ``Linear``, ``Conv1d/2d/3d`` and
+        ``ConvTranspose1d/2d/3d``.
+
+    Returns
+    -------
+    list of WeightLayer
+        In the order :func:`parameters` lists the weights; empty if the model has none.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a supported model or an unbuilt Keras model, or ``kinds`` is
+        neither ``"all"`` nor ``"dense_conv"``.
+    """
+    framework = require_built(model)
+    if kinds not in ("all", "dense_conv"):
+        raise ValueError(f"kinds must be 'all' or 'dense_conv', got {kinds!r}")
+    classes = _dense_conv_classes(framework) if kinds == "dense_conv" else (object,)
+    weight_name = "kernel" if framework == "keras" else "weight"
+    found: dict[int, list[Any]] = {}
+    for param in parameters(model):
+        layer = param.layer_object
+        if not isinstance(layer, classes):
+            continue
+        entry = found.setdefault(id(layer), [layer, None, None])
+        if param.name == weight_name and len(param.shape) >= 2:
+            entry[1] = param
+        elif param.name == "bias":
+            entry[2] = param
+    names = {id(layer): name for name, layer in leaf_layers(model)}
+    result = []
+    for layer, weight, bias in found.values():
+        if weight is None:
+            continue
+        name = layer.name if framework == "keras" else names.get(id(layer), weight.layer)
+        result.append(WeightLayer(name, layer, weight, bias))
+    return result
+
+
+def keras_layout(shape: tuple[int, ...], framework: Framework) -> tuple[int, ...]:
+    """The shape a weight of ``shape`` has in Keras's layout ``(*kernel_size, in, out)``.
+
+    A torch weight ``(out, in, *kernel_size)`` is reordered; a Keras shape is returned as is.
+    Drawing every weight in this one layout, then :func:`from_keras_layout`, is how Chapters 2
+    and 6 give a Keras model and its torch twin identical parameters.
+
+    Parameters
+    ----------
+    shape
+        The weight's shape as ``framework`` stores it, two or more dimensions.
+    framework
+        ``"keras"`` or ``"torch"``.
+
+    Returns
+    -------
+    tuple of int
+        The shape in Keras's layout.
+
+    Raises
+    ------
+    ValueError
+        If ``framework`` is unknown or ``shape`` has fewer than two dimensions.
+    """
+    shape = tuple(shape)
+    if framework not in ("keras", "torch"):
+        raise ValueError(f"framework must be 'keras' or 'torch', got {framework!r}")
+    if len(shape) < 2:
+        raise ValueError(f"shape must have at least 2 dimensions, got {shape!r}")
+    # torch (out, in, *k) -> Keras (*k, in, out); Keras shapes are already in that layout.
+    return shape if framework == "keras" else shape[2:] + (shape[1], shape[0])
+
+
+def from_keras_layout(kernel: np.ndarray, framework: Framework) -> np.ndarray:
+    """A kernel drawn in Keras's layout, transposed to ``framework``'s layout.
+
+    Parameters
+    ----------
+    kernel
+        An array of shape ``(*kernel_size, in, out)``, two or more dimensions.
+    framework
+        ``"keras"`` (returned as is) or ``"torch"`` (returned as ``(out, in, *kernel_size)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The kernel in ``framework``'s layout (a view, not a copy).
+
+    Raises
+    ------
+    ValueError
+        If ``framework`` is unknown or ``kernel`` has fewer than two dimensions.
+    """
+    kernel = np.asarray(kernel)
+    if framework not in ("keras", "torch"):
+        raise ValueError(f"framework must be 'keras' or 'torch', got {framework!r}")
+    if kernel.ndim < 2:
+        raise ValueError(f"kernel must have at least 2 dimensions, got shape {kernel.shape}")
+    if framework == "keras":
+        return kernel
+    ndim = kernel.ndim
+    return np.transpose(kernel, (ndim - 1, ndim - 2) + tuple(range(ndim - 2)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -415,8 +415,11 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.frameworks import (ParamInfo, assign, leaf_layers, parameters,  # noqa: E402
-                              require_built, to_numpy, trace)
+from utils.frameworks import (ParamInfo, assign, from_keras_layout,  # noqa: E402
+                              keras_layout, parameters, require_built, to_numpy, trace,
+                              weight_layers)
+from utils.stats import (require_finite, require_int, require_positive,  # noqa: E402
+                         require_seed)
 
 __all__ += [
     "orthogonal_matrix",
@@ -431,25 +434,6 @@ __all__ += [
     "ResidualTrace",
     "trace_residual_mlp",
 ]
-
-
-def _check_int(value: Any, argument: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(value: Any, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or not value > 0:
-        raise ValueError(f"{argument} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    return int(seed)
 
 
 def orthogonal_matrix(rng: np.random.Generator, rows: int, cols: int,
@@ -480,11 +464,9 @@ def orthogonal_matrix(rng: np.random.Generator, rows: int, cols: int,
     """
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    rows = _check_int(rows, "rows", 1)
-    cols = _check_int(cols, "cols", 1)
-    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(gain):
-        raise ValueError(f"gain must be a finite number, got {gain!r}")
+    rows = require_int(rows, "rows", 1)
+    cols = require_int(cols, "cols", 1)
+    require_finite(gain, "gain")
     gaussian = rng.standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(gaussian)
     q = q * np.where(np.diag(r) < 0, -1.0, 1.0)  # a zero diagonal has probability zero
@@ -493,58 +475,6 @@ def orthogonal_matrix(rng: np.random.Generator, rows: int, cols: int,
 
 _WEIGHT_LAYER_HELP = ("Dense and Conv1D/2D/3D (and their Transpose variants) in Keras; Linear "
                       "and Conv1d/2d/3d (and ConvTranspose) in torch")
-
-
-def _weight_layer_classes(framework: str) -> tuple[type, ...]:
-    if framework == "keras":
-        import keras
-
-        layers = keras.layers
-        return (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D,
-                layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
-    import torch.nn as nn
-    from torch.nn.modules.conv import _ConvNd
-
-    return (nn.Linear, _ConvNd)
-
-
-def _weight_layers(model: Any) -> list[tuple[str, Any, ParamInfo, ParamInfo | None]]:
-    """``(name, layer, weight, bias)`` for every dense/convolution layer with a trainable weight,
-    named as :func:`utils.frameworks.trace` names its records (Keras: the layer's name; torch:
-    its ``named_modules`` path)."""
-    framework = require_built(model)
-    classes = _weight_layer_classes(framework)
-    weight_name = "kernel" if framework == "keras" else "weight"
-    found: dict[int, list[Any]] = {}
-    for param in parameters(model):
-        layer = param.layer_object
-        if not isinstance(layer, classes):
-            continue
-        entry = found.setdefault(id(layer), [layer, None, None])
-        if param.name == weight_name and len(param.shape) >= 2:
-            entry[1] = param
-        elif param.name == "bias":
-            entry[2] = param
-    names = {id(layer): name for name, layer in leaf_layers(model)}
-    result = []
-    for layer, weight, bias in found.values():
-        if weight is None:
-            continue
-        name = layer.name if framework == "keras" else names.get(id(layer), weight.layer)
-        result.append((name, layer, weight, bias))
-    return result
-
-
-def _to_keras_layout(shape: tuple[int, ...], framework: str) -> tuple[int, ...]:
-    # torch (out, in, *k) -> Keras (*k, in, out); Keras shapes are already in that layout.
-    return tuple(shape) if framework == "keras" else tuple(shape[2:]) + (shape[1], shape[0])
-
-
-def _from_keras_layout(kernel: np.ndarray, framework: str) -> np.ndarray:
-    if framework == "keras":
-        return kernel
-    ndim = kernel.ndim
-    return np.transpose(kernel, (ndim - 1, ndim - 2) + tuple(range(ndim - 2)))
 
 
 def orthogonal_(model: Any, gain: float = 1.0, seed: int = 0) -> Any:
@@ -582,21 +512,20 @@ def orthogonal_(model: Any, gain: float = 1.0, seed: int = 0) -> Any:
         finite number or ``seed`` is not an integer in ``[0, 2**32)``.
     """
     framework = require_built(model)
-    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(gain):
-        raise ValueError(f"gain must be a finite number, got {gain!r}")
-    rng = np.random.default_rng(_check_seed(seed))
-    layers = _weight_layers(model)
+    require_finite(gain, "gain")
+    rng = np.random.default_rng(require_seed(seed))
+    layers = weight_layers(model, "dense_conv")
     if not layers:
         raise ValueError("model has no layer with a weight to make orthogonal "
                          f"({_WEIGHT_LAYER_HELP})")
-    for _, _, weight, bias in layers:
-        shape = _to_keras_layout(weight.shape, framework)
+    for entry in layers:
+        weight, bias = entry.weight, entry.bias
+        shape = keras_layout(weight.shape, framework)
         rows, cols = math.prod(shape[:-1]), shape[-1]
         if rows == 0 or cols == 0:  # an empty tensor has nothing to draw
             continue
         kernel = orthogonal_matrix(rng, rows, cols, gain).reshape(shape)
-        assign(weight, _from_keras_layout(kernel, framework))
+        assign(weight, from_keras_layout(kernel, framework))
         if bias is not None:
             assign(bias, np.zeros(bias.shape))
     return model
@@ -752,23 +681,23 @@ def lsuv_(model: Any, x: Any, *, target_variance: float = 1.0, tolerance: float 
         has more variance than the target). The message names the layer.
     """
     framework = require_built(model)
-    target = _check_positive(target_variance, "target_variance")
+    target = require_positive(target_variance, "target_variance")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.floating)) \
             or not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be a number in (0, 1) (relative to target_variance), "
                          f"got {tolerance!r}")
-    iterations_allowed = _check_int(max_iterations, "max_iterations", 1)
+    iterations_allowed = require_int(max_iterations, "max_iterations", 1)
     if not isinstance(orthogonal, bool):
         raise ValueError(f"orthogonal must be True or False, got {orthogonal!r}")
-    _check_seed(seed)
+    require_seed(seed)
     batch = _lsuv_input(x)
-    layers = _weight_layers(model)
+    layers = weight_layers(model, "dense_conv")
     if not layers:
         raise ValueError(f"model has no layer lsuv_ can rescale ({_WEIGHT_LAYER_HELP}, with a "
                          "trainable weight)")
     if orthogonal:
         orthogonal_(model, seed=seed)
-    by_name = {name: (layer, weight, bias) for name, layer, weight, bias in layers}
+    by_name = {entry.name: (entry.layer, entry.weight, entry.bias) for entry in layers}
     layer_objects = {name: entry[0] for name, entry in by_name.items()}
     # Every forward pass measures all layers; a layer's measurement after its last rescaling
     # is also the next layer's measurement before its first.
@@ -1081,10 +1010,10 @@ def residual_mlp(framework: str, width: int, n_blocks: int, *, pre_norm: bool = 
     """
     if framework not in ("keras", "torch"):
         raise ValueError(f"framework must be 'keras' or 'torch', got {framework!r}")
-    width = _check_int(width, "width", 1)
-    n_blocks = _check_int(n_blocks, "n_blocks", 1)
+    width = require_int(width, "width", 1)
+    n_blocks = require_int(n_blocks, "n_blocks", 1)
     hidden = (4 * width if pre_norm else width) if hidden is None \
-        else _check_int(hidden, "hidden", 1)
+        else require_int(hidden, "hidden", 1)
     if not isinstance(pre_norm, bool) or not isinstance(rezero, bool):
         raise ValueError(f"pre_norm and rezero must be True or False, got {pre_norm!r}, "
                          f"{rezero!r}")
@@ -1197,7 +1126,7 @@ def init_residual_mlp_(model: Any, init: str = "preserving", seed: int = 0) -> A
     """
     if init not in RESIDUAL_INITS:
         raise ValueError(f"init must be one of {RESIDUAL_INITS}, got {init!r}")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(require_seed(seed))
     blocks = _residual_blocks(model)
     framework = blocks[0]["framework"]
     weight = "kernel" if framework == "keras" else "weight"
@@ -1207,7 +1136,7 @@ def init_residual_mlp_(model: Any, init: str = "preserving", seed: int = 0) -> A
     n_blocks = len(blocks)
     for block in blocks:
         w_in, w_out = block[f"in/{weight}"], block[f"out/{weight}"]
-        n, m = _to_keras_layout(w_in.shape, framework)[-2:]
+        n, m = keras_layout(w_in.shape, framework)[-2:]
         if init in ("gpt2", "gpt2_unscaled"):
             std_in = _GPT2_STD
             std_out = _GPT2_STD / math.sqrt(n_blocks) if init == "gpt2" else _GPT2_STD
@@ -1217,9 +1146,9 @@ def init_residual_mlp_(model: Any, init: str = "preserving", seed: int = 0) -> A
                        "depth_scaled": math.sqrt(2.0 / m) / math.sqrt(n_blocks),
                        "zero_last": 0.0, "fixup": 0.0}[init]
         for param, std in ((w_in, std_in), (w_out, std_out)):
-            shape = _to_keras_layout(param.shape, framework)
+            shape = keras_layout(param.shape, framework)
             kernel = std * rng.standard_normal(shape)
-            assign(param, _from_keras_layout(kernel, framework))
+            assign(param, from_keras_layout(kernel, framework))
         for key, param in block.items():
             if key in ("framework", f"in/{weight}", f"out/{weight}"):
                 continue

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from utils.frameworks import ParamInfo, leaf_layers, parameters, require_built
+from utils.stats import require_nonnegative
 
 __all__ = [
     "ACTIVATIONS",
@@ -101,14 +102,6 @@ def _check_activation(activation: Any, argument: str = "activation") -> Activati
     if activation not in ACTIVATIONS:
         raise ValueError(f"{argument} must be one of {ACTIVATIONS}, got {activation!r}")
     return activation
-
-
-def _check_nonnegative(value: Any, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{argument} must be a non-negative number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{argument} must be a finite non-negative number, got {value!r}")
-    return float(value)
 
 
 def _positive_rates(counts: np.ndarray, total: Any, smoothing: float) -> np.ndarray:
@@ -222,7 +215,7 @@ def prior_bias(
     """
     activation = _check_activation(activation)
     counts = _as_counts(counts)
-    smoothing = _check_nonnegative(smoothing, "smoothing")
+    smoothing = require_nonnegative(smoothing, "smoothing")
     weights = None
     if class_weight is not None:
         weights = _as_vector(np.broadcast_to(np.asarray(class_weight, dtype=float), counts.shape)
@@ -526,7 +519,7 @@ def set_prior_bias(
             "set; rebuild it with a bias (Keras use_bias=True, torch bias=True)"
         )
     activation = _resolve_activation(head, activation)
-    kernel_scale = _check_nonnegative(kernel_scale, "kernel_scale")
+    kernel_scale = require_nonnegative(kernel_scale, "kernel_scale")
     bias = prior_bias(counts, activation, total=total, smoothing=smoothing,
                       class_weight=class_weight)
     if bias.size != head.units:

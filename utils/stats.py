@@ -14,9 +14,10 @@ Two jobs, one module:
   them. :func:`truncated_normal_moments` gives the mean, std and kurtosis of a truncated
   normal, the one place the course computes them (Keras's and torch's truncated initializers,
   Chapters 1 to 3).
-* **Checking arguments.** :func:`require_int`, :func:`require_positive` and
-  :func:`require_seed` raise the course's ``ValueError`` (naming the argument and what was
-  expected); the other ``utils`` modules use them instead of keeping their own copies.
+* **Checking arguments.** :func:`require_int`, :func:`require_finite`, :func:`require_positive`,
+  :func:`require_nonnegative` and :func:`require_seed` raise the course's ``ValueError``
+  (naming the argument and what was expected); the other ``utils`` modules use them instead
+  of keeping their own copies.
 
 Only NumPy and SciPy are imported.
 """
@@ -42,7 +43,9 @@ __all__ = [
     "TruncatedNormalMoments",
     "truncated_normal_moments",
     "require_int",
+    "require_finite",
     "require_positive",
+    "require_nonnegative",
     "require_seed",
 ]
 
@@ -50,45 +53,79 @@ __all__ = [
 # Argument checks shared by the utils modules
 # ---------------------------------------------------------------------------------------------
 
-def require_int(value: Any, argument: str, minimum: int = 1) -> int:
-    """Return ``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``.
+# Each check returns the value converted, or raises "<argument> must be <expected>, got <value>".
+# They share one docstring, filled in below, so the reference shows each in full.
+_REQUIRE_DOC = """Return ``value`` as {kind} if it is {expected} (a bool never is).
+
+    Parameters
+    ----------
+    value
+        The caller's argument.
+    argument
+        Its name, for the message.{extra}
+
+    Returns
+    -------
+    {type}
+        ``value`` converted.
 
     Raises
     ------
     ValueError
-        ``"<argument> must be an integer >= <minimum>, got <value>"`` otherwise.
+        If it is not, with a message naming ``argument``: "<argument> must be ..., got
+        <value>".
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _is_integer(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def require_int(value: Any, argument: str, minimum: int = 1) -> int:
+    if not _is_integer(value) or value < minimum:
         raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def require_positive(value: Any, argument: str) -> float:
-    """Return ``value`` as a ``float`` if it is a finite number ``> 0`` (not a bool).
+def require_finite(value: Any, argument: str) -> float:
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"{argument} must be a finite number, got {value!r}")
+    return float(value)
 
-    Raises
-    ------
-    ValueError
-        ``"<argument> must be a positive finite number, got <value>"`` otherwise.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(value) or not value > 0:
+
+def require_positive(value: Any, argument: str) -> float:
+    if not _is_number(value) or not math.isfinite(value) or not value > 0:
         raise ValueError(f"{argument} must be a positive finite number, got {value!r}")
     return float(value)
 
 
-def require_seed(value: Any, argument: str = "seed") -> int:
-    """Return ``value`` as an ``int`` if it is a valid NumPy seed, an integer in ``[0, 2**32)``.
+def require_nonnegative(value: Any, argument: str) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{argument} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
-    Raises
-    ------
-    ValueError
-        ``"<argument> must be an integer in [0, 2**32), got <value>"`` otherwise.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or not 0 <= value < 2**32:
+
+def require_seed(value: Any, argument: str = "seed") -> int:
+    if not _is_integer(value) or not 0 <= value < 2**32:
         raise ValueError(f"{argument} must be an integer in [0, 2**32), got {value!r}")
     return int(value)
+
+
+for _check, _kind, _expected, _extra in [
+    (require_int, "int", "an integer ``>= minimum``",
+     "\n    minimum\n        The smallest value allowed."),
+    (require_finite, "float", "a finite number", ""),
+    (require_positive, "float", "a positive finite number", ""),
+    (require_nonnegative, "float", "a finite number ``>= 0``", ""),
+    (require_seed, "int", "an integer in ``[0, 2**32)``, a NumPy seed", ""),
+]:
+    _check.__doc__ = _REQUIRE_DOC.format(kind=f"``{_kind}``", type=_kind, expected=_expected,
+                                         extra=_extra)
+del _check, _kind, _expected, _extra
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,17 +28,16 @@ Chapter 2 trains 30-layer networks with it; Chapters 5 and 6 reuse it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from utils.frameworks import LOSS_NAMES, framework_of, require_built
-from utils.stats import require_int, require_seed
+from utils.stats import require_int, require_positive, require_seed
 
 __all__ = ["OPTIMIZER_NAMES", "TrainingHistory", "train", "train_keras", "train_torch",
-           "batch_order"]
+           "batch_order", "keras_optimizer"]
 
 #: Optimizer names both loops understand. ``"momentum"`` is SGD with momentum 0.9. The
 #: hyperparameters are matched across frameworks where both expose them: RMSprop uses
@@ -130,10 +129,7 @@ def _check_common(model: Any, x: Any, y: Any, loss: Any, optimizer: Any,
         if optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"optimizer must be one of {OPTIMIZER_NAMES} or the framework's "
                              f"optimizer object, got {optimizer!r}")
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-                or not 0 < learning_rate < math.inf:
-            raise ValueError(f"learning_rate must be a positive number when optimizer is a "
-                             f"name, got {learning_rate!r}")
+        require_positive(learning_rate, "learning_rate")
     elif learning_rate is not None:
         raise ValueError("learning_rate is only used with an optimizer name; an optimizer "
                          "object already has its own (pass learning_rate=None)")
@@ -164,7 +160,33 @@ def _accuracy(loss: Any, logits: np.ndarray, targets: np.ndarray) -> float | Non
 _STEP_CACHE = "_initialization_matters_train_steps"
 
 
-def _keras_optimizer(name: str, learning_rate: float) -> Any:
+def keras_optimizer(name: str, learning_rate: float) -> Any:
+    """A fresh Keras optimizer for one of :data:`OPTIMIZER_NAMES`, hyperparameters matched.
+
+    The same optimizer :func:`train_keras` builds for a name (and
+    :func:`utils.experiments.train_fused` too), so loops written elsewhere step alike.
+
+    Parameters
+    ----------
+    name
+        One of :data:`OPTIMIZER_NAMES`.
+    learning_rate
+        A positive finite number.
+
+    Returns
+    -------
+    keras.optimizers.Optimizer
+        Not yet built: it creates its slot variables on first use, or on ``build``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not in :data:`OPTIMIZER_NAMES` or ``learning_rate`` is not a positive
+        finite number.
+    """
+    if name not in OPTIMIZER_NAMES:
+        raise ValueError(f"name must be one of {OPTIMIZER_NAMES}, got {name!r}")
+    require_positive(learning_rate, "learning_rate")
     import keras
 
     if name == "sgd":
@@ -196,7 +218,7 @@ def _keras_step(model: Any, loss: Any, optimizer: Any, learning_rate: Any,
             for variable, value in zip(opt.variables, fresh_state):
                 variable.assign(value)
         return step, opt
-    opt = _keras_optimizer(optimizer, learning_rate) if named else optimizer
+    opt = keras_optimizer(optimizer, learning_rate) if named else optimizer
     if not opt.built:
         opt.build(model.trainable_variables)
     fresh_state = [np.array(v.numpy()) for v in opt.variables]

@@ -33,8 +33,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from utils.frameworks import assign, framework_of, leaf_layers, parameters, trace
-from utils.stats import require_int, require_positive, truncated_normal_moments
+from utils.frameworks import (assign, framework_of, from_keras_layout, keras_layout, leaf_layers,
+                              trace, weight_layers)
+from utils.stats import (require_int, require_nonnegative, require_positive,
+                         truncated_normal_moments)
 
 __all__ = [
     "NONLINEARITIES",
@@ -217,13 +219,6 @@ def _gaussian_expectation(function: Callable[[np.ndarray], np.ndarray], variance
     return left + right
 
 
-def _check_variance(q: Any, argument: str) -> float:
-    if isinstance(q, bool) or not isinstance(q, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(q) or q < 0:
-        raise ValueError(f"{argument} must be a finite number >= 0 (a variance), got {q!r}")
-    return float(q)
-
-
 def activation_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarray],
                              q: float, param: float | None = None) -> float:
     """``E[φ(z)^2]`` for ``z ~ N(0, q)``: what a layer passes on to the next one's fan-in.
@@ -247,7 +242,7 @@ def activation_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarr
     ValueError
         If the nonlinearity is unknown or ``q`` is not a finite non-negative number.
     """
-    variance = _check_variance(q, "q")
+    variance = require_nonnegative(q, "q")
     phi = _activation_function(nonlinearity, param)
     return _gaussian_expectation(lambda h: np.asarray(phi(h), dtype=float) ** 2, variance)
 
@@ -266,7 +261,7 @@ def derivative_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarr
     ValueError
         If the nonlinearity is unknown or ``q`` is not a finite non-negative number.
     """
-    variance = _check_variance(q, "q")
+    variance = require_nonnegative(q, "q")
     slope = _derivative_function(nonlinearity, param)
     return _gaussian_expectation(lambda h: np.asarray(slope(h), dtype=float) ** 2, variance)
 
@@ -296,7 +291,7 @@ def derived_gain(nonlinearity: str | Callable[[np.ndarray], np.ndarray],
         If the nonlinearity is unknown, ``q`` is not positive, or ``φ`` is zero almost
         everywhere (no gain can help).
     """
-    variance = _check_variance(q, "q")
+    variance = require_nonnegative(q, "q")
     if variance == 0:
         raise ValueError("q must be positive: every gain keeps a zero variance at zero")
     second_moment = activation_second_moment(nonlinearity, variance, param)
@@ -500,24 +495,6 @@ def sample_weights(rng: np.random.Generator, shape: Sequence[int], scale: float 
     return parameter * values
 
 
-def _kernel_and_bias(model: Any) -> list[tuple[Any, Any]]:
-    """(weight ParamInfo, bias ParamInfo or None) per layer with a >= 2-D weight."""
-    by_layer: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
-    for param in parameters(model):
-        if param.layer not in by_layer:
-            by_layer[param.layer] = {}
-            order.append(param.layer)
-        by_layer[param.layer][param.name] = param
-    pairs = []
-    for layer in order:
-        entries = by_layer[layer]
-        weight = entries.get("kernel", entries.get("weight"))
-        if weight is not None and len(weight.shape) >= 2:
-            pairs.append((weight, entries.get("bias")))
-    return pairs
-
-
 def apply_rule(model: Any, rule: VarianceRule | str,
                distribution: Distribution = "truncated_normal", seed: int = 0) -> Any:
     """Re-draw every dense/convolution weight of ``model`` by ``rule``, from NumPy.
@@ -553,22 +530,15 @@ def apply_rule(model: Any, rule: VarianceRule | str,
     chosen = _as_rule(rule)
     _check_distribution(distribution)
     framework = framework_of(model)
-    pairs = _kernel_and_bias(model)
+    pairs = [(entry.weight, entry.bias) for entry in weight_layers(model)]
     if not pairs:
         raise ValueError("model has no dense or convolution weight (a kernel/weight with two or "
                          "more dimensions) for apply_rule to draw")
     rng = np.random.default_rng(seed)
     for weight, bias in pairs:
-        shape = weight.shape
-        if framework == "torch":  # (out, in, *k) -> Keras layout (*k, in, out)
-            keras_shape = tuple(shape[2:]) + (shape[1], shape[0])
-        else:
-            keras_shape = tuple(shape)
+        keras_shape = keras_layout(weight.shape, framework)
         kernel = sample_weights(rng, keras_shape, float(chosen.scale), chosen.mode, distribution)
-        if framework == "torch":
-            ndim = kernel.ndim
-            kernel = np.transpose(kernel, (ndim - 1, ndim - 2) + tuple(range(ndim - 2)))
-        assign(weight, kernel)
+        assign(weight, from_keras_layout(kernel, framework))
         if bias is not None:
             fan_in = math.prod(keras_shape[:-1])
             bound = math.sqrt(3 * chosen.bias_variance(fan_in))
@@ -785,8 +755,8 @@ def mean_field_profile(layer_sizes: Sequence[int], rule: VarianceRule | str,
         )
     sizes = [int(s) for s in items]
     chosen = _as_rule(rule)
-    moment = _check_variance(input_second_moment, "input_second_moment")
-    top = _check_variance(output_grad_variance, "output_grad_variance")
+    moment = require_nonnegative(input_second_moment, "input_second_moment")
+    top = require_nonnegative(output_grad_variance, "output_grad_variance")
     n_dense = len(sizes) - 1
     weight_var = [chosen.weight_variance(sizes[i], sizes[i + 1]) for i in range(n_dense)]
     bias_var = [chosen.bias_variance(sizes[i]) for i in range(n_dense)]

@@ -5,6 +5,10 @@
     environment as the tests, after rewriting the bootstrap cell from ``_config.yml``. This is
     how committed outputs are produced; nbval then proves in CI that they are still what the
     code prints.
+``python -m tests.nbtools bootstrap [NOTEBOOK ...]``
+    Rewrite only the bootstrap cell (the first code cell's source, whose outputs are empty)
+    of every notebook to the current one, without executing anything: after a commit that
+    changes ``utils/`` or ``pyproject.toml``, this points every chapter at that commit.
 ``python -m tests.nbtools bench``
     Execute every notebook without writing it and print seconds per notebook, slowest first,
     with the total; then run the benchmarks registered in ``tests/benchmarks.py``.
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +34,8 @@ CELL_TIMEOUT_S = 300
 BUDGET_S = 60.0  # per notebook, on the 2-core CI machine (DEVELOPERS.md)
 
 sys.path.insert(0, str(ROOT))
-from utils.colab import bootstrap_cell_source, course_ref, repository_url  # noqa: E402
+from utils.colab import (PACKAGE_FILES, bootstrap_cell_source, course_ref,  # noqa: E402
+                         repository_url)
 
 
 def notebook_paths(names: list[str] | None = None) -> list[Path]:
@@ -39,8 +46,27 @@ def notebook_paths(names: list[str] | None = None) -> list[Path]:
 
 
 def canonical_bootstrap() -> str:
-    """The bootstrap cell text every notebook must start with."""
-    return bootstrap_cell_source(repository_url(ROOT / "_config.yml"), course_ref())
+    """The bootstrap cell text every notebook must start with: it installs the package at the
+    last commit that changed it (``utils.colab.course_ref``; needs a full git checkout)."""
+    return bootstrap_cell_source(repository_url(ROOT / "_config.yml"), course_ref(ROOT))
+
+
+def bootstrap_ref(source: str) -> str | None:
+    """The ref a bootstrap cell installs (the text after ``@`` on its ``COURSE_PACKAGE`` line)."""
+    match = re.search(r'^COURSE_PACKAGE = f".*@(\S+)"$', source, re.M)
+    return match.group(1) if match else None
+
+
+def set_bootstrap(nb: nbformat.NotebookNode) -> bool:
+    """Make the first code cell the canonical bootstrap, folded in the book; True if changed."""
+    cell = first_code_cell(nb)
+    if cell is None:
+        return False
+    before = (cell.source, list(cell.metadata.get("tags", [])))
+    cell.source = canonical_bootstrap()
+    # Folded in the book (readers need not see it), visible in Jupyter and Colab.
+    cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {"hide-input"})
+    return (cell.source, cell.metadata["tags"]) != before
 
 
 def first_code_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
@@ -63,11 +89,7 @@ def normalise(nb: nbformat.NotebookNode) -> None:
 def run(path: Path, write: bool) -> float:
     """Execute one notebook top to bottom in a fresh kernel; return the wall time in seconds."""
     nb = nbformat.read(path, as_version=4)
-    cell = first_code_cell(nb)
-    if cell is not None:
-        cell.source = canonical_bootstrap()
-        # Folded in the book (readers need not see it), visible in Jupyter and Colab.
-        cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {"hide-input"})
+    set_bootstrap(nb)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
                             record_timing=False)
@@ -86,6 +108,23 @@ def execute(names: list[str] | None) -> int:
         seconds = run(path, write=True)
         flag = "" if seconds <= BUDGET_S else f"  OVER the {BUDGET_S:.0f} s budget"
         print(f"executed {path.relative_to(ROOT)} in {seconds:.1f} s{flag}", flush=True)
+    return 0
+
+
+def bootstrap(names: list[str] | None) -> int:
+    changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                              *PACKAGE_FILES], capture_output=True, text=True, check=True).stdout
+    if changed:
+        print(f"commit these first; the bootstrap installs committed files only:\n{changed}",
+              file=sys.stderr)
+        return 1
+    for path in notebook_paths(names):
+        nb = nbformat.read(path, as_version=4)
+        if set_bootstrap(nb):
+            nbformat.validate(nb)
+            nbformat.write(nb, path)
+            print(f"bootstrap rewritten: {path.relative_to(ROOT)}")
+    print(f"every bootstrap installs {course_ref(ROOT)}")
     return 0
 
 
@@ -114,10 +153,11 @@ def bench(names: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.nbtools", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["execute", "bench"])
+    parser.add_argument("command", choices=["execute", "bootstrap", "bench"])
     parser.add_argument("notebooks", nargs="*", help="notebook paths (default: all)")
     args = parser.parse_args(argv)
-    return {"execute": execute, "bench": bench}[args.command](args.notebooks or None)
+    commands = {"execute": execute, "bootstrap": bootstrap, "bench": bench}
+    return commands[args.command](args.notebooks or None)
 
 
 if __name__ == "__main__":

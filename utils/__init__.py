@@ -39,5 +39,8 @@ data
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["__version__"]
+#: The marker the notebooks' bootstrap cell checks: this ``utils`` is the course's, not another
+#: module of the same name (Chapter 0, :mod:`utils.colab`).
+COURSE = "initialization-matters"
+__version__ = "0.2.0"
+__all__ = ["COURSE", "__version__"]

@@ -4,42 +4,64 @@ Standard library only: this module must import before anything else is installed
 
 Google Colab fetches one notebook, not the repository, so each notebook's first code cell must
 make ``utils`` importable on its own. That cell is generated here, from the repository URL in
-``_config.yml`` (the one place it is written) and the package version, so every chapter carries
-the same text; ``make execute`` rewrites it and ``tests/test_environment.py`` checks it.
+``_config.yml`` (the one place it is written), the commit that last changed the package
+(:func:`course_ref`) and the package version, so every chapter carries the same text;
+``make bootstrap`` and ``make execute`` rewrite it and ``tests/test_environment.py`` checks it.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import platform
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+from utils import COURSE
 
 __all__ = [
     "PACKAGE_NAME",
     "bootstrap_cell_source",
     "repository_url",
+    "PACKAGE_FILES",
     "course_ref",
     "in_colab",
     "environment_report",
 ]
 
-PACKAGE_NAME = "initialization-matters"
+#: The distribution name, which is also the marker ``utils.COURSE`` the bootstrap checks.
+PACKAGE_NAME = COURSE
 
 _BOOTSTRAP_TEMPLATE = '''\
 # Bootstrap, the same first cell in every chapter. On Google Colab it installs the course's
-# `utils` package at the version this notebook was written for; TensorFlow, Keras and torch
-# stay Colab's own (never reinstalled). In a clone of the course it does nothing.
-import importlib.util, os, sys
+# `utils` package at the commit this notebook was executed with; TensorFlow, Keras and torch
+# stay Colab's own (never reinstalled). Everywhere, it checks what `import utils` finds.
+import importlib.util, os, subprocess, sys
+COURSE, COURSE_VERSION = "{package}", "{version}"
 COURSE_REPOSITORY = "{url}"
-COURSE_PACKAGE = f"{package} @ git+{{COURSE_REPOSITORY}}@{ref}"
-HAS_UTILS = importlib.util.find_spec("utils") is not None
-if "google.colab" in sys.modules and not HAS_UTILS:
-    import subprocess
-    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
-    subprocess.run(pip + [COURSE_PACKAGE], check=True)
-elif not HAS_UTILS and os.path.isdir("../utils"):
-    sys.path.insert(0, os.path.abspath(".."))  # a clone opened without `make`'''
+COURSE_PACKAGE = f"{{COURSE}} @ git+{{COURSE_REPOSITORY}}@{ref}"
+def fresh_utils():  # import `utils` anew, forgetting earlier imports; None if there is none
+    for name in [name for name in sys.modules if name.split(".")[0] == "utils"]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    return importlib.import_module("utils") if importlib.util.find_spec("utils") else None
+utils = fresh_utils()
+if "google.colab" in sys.modules and getattr(utils, "COURSE", None) != COURSE:
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", COURSE_PACKAGE]
+    subprocess.run(pip, check=True)
+    utils = fresh_utils()
+elif utils is None and os.path.isdir("../utils"):
+    sys.path.insert(0, os.path.abspath(".."))  # a clone opened without `make`
+    utils = fresh_utils()
+if utils is None:
+    raise ImportError(f"no module named utils: pip install '{{COURSE_PACKAGE}}'")
+found = (getattr(utils, "COURSE", None), getattr(utils, "__version__", None))
+if found != (COURSE, COURSE_VERSION):
+    path = list(utils.__path__)[0] if hasattr(utils, "__path__") else utils.__file__
+    what = f"version {{found[1]}} of the course's utils" if found[0] == COURSE else "another module"
+    raise ImportError(f"`import utils` finds {{path}}, {{what}}; this chapter needs the course's "
+                      f"utils {{COURSE_VERSION}}. Rename or remove it (or pip uninstall the package "
+                      "that installed it), restart the runtime and run this cell again.")'''
 
 
 def repository_url(config_path: str | Path) -> str:
@@ -58,33 +80,74 @@ def repository_url(config_path: str | Path) -> str:
     return url.group(1).strip("'\"").rstrip("/")
 
 
-def course_ref(version: str | None = None) -> str:
-    """The git tag a notebook pins: ``v`` followed by the ``utils`` version."""
-    if version is None:
-        from utils import __version__ as version
-    return f"v{version}"
+#: What a bootstrap installs from the repository: the files whose last commit is the ref.
+PACKAGE_FILES = ("utils", "pyproject.toml")
 
 
-def bootstrap_cell_source(url: str, ref: str) -> str:
+def _git(root: Path, *args: str) -> str:
+    result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ValueError(f"root {root}: `git {' '.join(args)}` failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def course_ref(root: str | Path) -> str:
+    """The commit a notebook's bootstrap installs: the last one that changed the package.
+
+    That is the newest commit touching ``utils/`` or ``pyproject.toml`` (:data:`PACKAGE_FILES`)
+    in the git checkout at ``root``. Any later commit (a notebook re-executed, a page edited)
+    installs the same package, so the notebooks can cite the commit before they are committed
+    themselves; ``make bootstrap`` writes it into every chapter.
+
+    Raises
+    ------
+    ValueError
+        If ``root`` is not a git checkout, is a shallow clone (whose history may not reach the
+        commit), or no commit touches the package.
+    """
+    root = Path(root)
+    if _git(root, "rev-parse", "--is-shallow-repository") == "true":
+        raise ValueError(f"root {root} is a shallow clone; the package's last commit may be "
+                         "missing (git fetch --unshallow)")
+    ref = _git(root, "log", "-1", "--format=%H", "--", *PACKAGE_FILES)
+    if not ref:
+        raise ValueError(f"root {root}: no commit touches {', '.join(PACKAGE_FILES)}")
+    return ref
+
+
+def bootstrap_cell_source(url: str, ref: str, version: str | None = None) -> str:
     """The source of the first code cell of every chapter.
+
+    The cell installs ``utils`` on Colab when ``import utils`` does not find the course's
+    package (``utils.COURSE``), refreshes any earlier import of ``utils``, and raises an
+    ``ImportError`` naming the file or folder when another module named ``utils`` (a
+    ``utils.py`` beside the notebook, an unrelated ``utils`` distribution) is still found
+    instead, or when the course's package is another version than ``version``.
 
     Parameters
     ----------
     url
         The course repository (``https://github.com/OWNER/NAME``), from ``_config.yml``.
     ref
-        The tag or commit Colab installs, e.g. ``"v0.1.0"``.
+        The commit (or tag) Colab installs, normally :func:`course_ref`.
+    version
+        The ``utils.__version__`` the notebook requires; defaults to the installed one.
 
     Raises
     ------
     ValueError
-        If ``url`` is not an https URL or ``ref`` is empty or contains whitespace.
+        If ``url`` is not an https URL, ``ref`` is empty or contains whitespace, or
+        ``version`` is not dotted numbers (``"0.2.0"``).
     """
+    if version is None:
+        from utils import __version__ as version
     if not re.fullmatch(r"https://\S+", url):
         raise ValueError(f"url must be an https:// repository URL, got {url!r}")
     if not ref or re.search(r"\s", ref):
         raise ValueError(f"ref must be a non-empty tag or commit without spaces, got {ref!r}")
-    return _BOOTSTRAP_TEMPLATE.format(package=PACKAGE_NAME, url=url, ref=ref)
+    if not re.fullmatch(r"\d+(\.\d+)*", str(version)):
+        raise ValueError(f"version must be dotted numbers such as '0.2.0', got {version!r}")
+    return _BOOTSTRAP_TEMPLATE.format(package=PACKAGE_NAME, url=url, ref=ref, version=version)
 
 
 def in_colab() -> bool:

@@ -316,7 +316,30 @@ def _finite(value: Any, argument: str) -> float:
 
 def uniform(low: float, high: float, name: str = "uniform", source: str = GIVEN_SOURCE,
             fan_in: int | None = None, fan_out: int | None = None) -> InitDistribution:
-    """U(low, high). Raises ValueError unless ``low < high``."""
+    """The uniform distribution U(low, high).
+
+    Parameters
+    ----------
+    low, high
+        The bounds, finite numbers with ``low < high``.
+    name
+        The initializer's name, as plots and tables show it.
+    source
+        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
+        or ``"torch constructor default"``.
+    fan_in, fan_out
+        The fans the distribution was derived from, if any (shown in plot notes).
+
+    Returns
+    -------
+    InitDistribution
+        Of kind ``"uniform"``.
+
+    Raises
+    ------
+    ValueError
+        If a bound is not a finite number or ``low >= high``.
+    """
     low, high = _finite(low, "low"), _finite(high, "high")
     if not low < high:
         raise ValueError(f"low must be < high, got low={low}, high={high}")
@@ -326,7 +349,30 @@ def uniform(low: float, high: float, name: str = "uniform", source: str = GIVEN_
 
 def normal(mean: float, std: float, name: str = "normal", source: str = GIVEN_SOURCE,
            fan_in: int | None = None, fan_out: int | None = None) -> InitDistribution:
-    """N(mean, std²). Raises ValueError unless ``std > 0``."""
+    """The normal distribution N(mean, std²).
+
+    Parameters
+    ----------
+    mean, std
+        Finite numbers, ``std > 0``.
+    name
+        The initializer's name, as plots and tables show it.
+    source
+        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
+        or ``"torch constructor default"``.
+    fan_in, fan_out
+        The fans the distribution was derived from, if any (shown in plot notes).
+
+    Returns
+    -------
+    InitDistribution
+        Of kind ``"normal"``.
+
+    Raises
+    ------
+    ValueError
+        If ``mean`` or ``std`` is not a finite number, or ``std <= 0``.
+    """
     mean, std = _finite(mean, "mean"), _finite(std, "std")
     if not std > 0:
         raise ValueError(f"std must be > 0, got {std}")
@@ -341,10 +387,29 @@ def truncated_normal(mean: float, stddev: float, low: float, high: float,
     ``trunc_normal_``; Keras cuts at ``mean ± 2 stddev``). Its ``std`` is smaller than
     ``stddev``.
 
+    Parameters
+    ----------
+    mean, stddev
+        The untruncated normal's mean and std (finite, ``stddev > 0``).
+    low, high
+        The absolute cut-offs, ``low < high``.
+    name
+        The initializer's name, as plots and tables show it.
+    source
+        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
+        or ``"torch constructor default"``.
+    fan_in, fan_out
+        The fans the distribution was derived from, if any (shown in plot notes).
+
+    Returns
+    -------
+    InitDistribution
+        Of kind ``"truncated_normal"``.
+
     Raises
     ------
     ValueError
-        Unless ``stddev > 0`` and ``low < high``.
+        Unless every number is finite, ``stddev > 0`` and ``low < high``.
     """
     mean, stddev = _finite(mean, "mean"), _finite(stddev, "stddev")
     low, high = _finite(low, "low"), _finite(high, "high")
@@ -357,7 +422,28 @@ def truncated_normal(mean: float, stddev: float, low: float, high: float,
 
 
 def constant(value: float, name: str = "constant", source: str = GIVEN_SOURCE) -> InitDistribution:
-    """A point mass at ``value`` (zeros, ones, ``Constant(0.4)``, ...)."""
+    """A point mass at ``value`` (zeros, ones, ``Constant(0.4)``, ...).
+
+    Parameters
+    ----------
+    value
+        The constant, a finite number.
+    name
+        The initializer's name, as plots and tables show it.
+    source
+        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
+        or ``"torch constructor default"``.
+
+    Returns
+    -------
+    InitDistribution
+        Of kind ``"constant"``.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a finite number.
+    """
     return InitDistribution("constant", name, source, loc=_finite(value, "value"))
 
 
@@ -380,8 +466,15 @@ def orthogonal(shape: tuple[int, ...], gain: float = 1.0, name: str = "orthogona
         The tensor's shape in ``layout``.
     gain
         The factor the orthonormal matrix is multiplied by (non-zero; the sign is irrelevant).
+    name, source
+        As in :func:`uniform`.
     layout
         ``"keras"`` (kernels ``(..., in, out)``) or ``"torch"`` (weights ``(out, in, ...)``).
+
+    Returns
+    -------
+    InitDistribution
+        Of kind ``"orthogonal"``, bounded by ``±|gain|``.
 
     Raises
     ------
@@ -410,7 +503,21 @@ def orthogonal(shape: tuple[int, ...], gain: float = 1.0, name: str = "orthogona
 
 def unknown(name: str, source: str = GIVEN_SOURCE) -> InitDistribution:
     """An initializer we can name but whose distribution we cannot state (e.g. a custom
-    function, ``Identity``, or an LSTM bias with ``unit_forget_bias``)."""
+    function, ``Identity``, or an LSTM bias with ``unit_forget_bias``).
+
+    Parameters
+    ----------
+    name
+        The initializer's name, as plots and tables show it.
+    source
+        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
+        or ``"torch constructor default"``.
+
+    Returns
+    -------
+    InitDistribution
+        Of kind ``"unknown"``: no density, bounds or moments.
+    """
     return InitDistribution("unknown", name, source)
 
 
@@ -446,6 +553,12 @@ def keras_distribution(initializer: Any, shape: tuple[int, ...],
     InitDistribution
         With ``source == "keras initializer"``; ``kind == "unknown"`` for initializers whose
         distribution is not one of the known kinds (``Identity``, ``STFT``, custom functions).
+
+    Raises
+    ------
+    ValueError
+        If ``initializer`` is neither a Keras initializer, a name Keras knows, a config dict
+        nor a callable, or its parameters describe no valid distribution.
     """
     import keras
 
@@ -572,6 +685,27 @@ def torch_default_distribution(module: Any, name: str,
     projections, zero biases, ``xavier_normal_`` ``bias_k``/``bias_v``). Returns None for other
     module types. A container such as ``nn.Transformer`` that re-initialises its children in
     its own constructor is not seen from the child and is described by the child's default.
+
+    Parameters
+    ----------
+    module
+        A ``torch.nn.Module`` (the parameter's owner).
+    name
+        The parameter's or buffer's own name (``"weight"``, ``"bias"``, ``"running_var"``...).
+    shape
+        Its shape.
+
+    Returns
+    -------
+    InitDistribution or None
+        With ``source == "torch constructor default"``; None if the module type or the name
+        is not covered.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` has fewer than two dimensions where the rule needs fans (the
+        ``MultiheadAttention`` projections).
     """
     import torch.nn as nn
 
@@ -771,6 +905,11 @@ def check_sample(values: Any, distribution: InitDistribution, z: float = 5.0,
         constants is 4 eps times their scale, for orthogonality ``4·n·eps``). Default:
         float32's, or the dtype of ``values`` if that is a coarser NumPy float (float16). Pass
         ``2**-7`` for bfloat16 tensors.
+
+    Returns
+    -------
+    SampleCheck
+        The sample's statistics, the tolerances used and the names of the failed checks.
 
     Raises
     ------

@@ -52,6 +52,11 @@ def framework_of(model: Any, argument: str = "model") -> Framework:
     argument
         The name of the caller's argument, used in the error message.
 
+    Returns
+    -------
+    str
+        ``"keras"`` or ``"torch"``.
+
     Raises
     ------
     ValueError
@@ -119,7 +124,25 @@ class ParamInfo:
 
 
 def to_numpy(tensor: Any) -> np.ndarray:
-    """Copy a Keras variable, TensorFlow/torch tensor or array-like to a NumPy array."""
+    """Copy a Keras variable, TensorFlow/torch tensor or array-like to a NumPy array.
+
+    Parameters
+    ----------
+    tensor
+        A ``keras.Variable``, a TensorFlow or torch tensor (any device; bfloat16 becomes
+        float32), or anything ``numpy.array`` accepts.
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy: changing it does not change ``tensor``.
+
+    Raises
+    ------
+    ValueError
+        If ``tensor`` is not a tensor and NumPy cannot make an array of it (for example a
+        ragged nested list).
+    """
     if hasattr(tensor, "detach"):  # torch tensors and parameters
         values = tensor.detach().cpu()
         if str(values.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
@@ -132,6 +155,18 @@ def to_numpy(tensor: Any) -> np.ndarray:
 
 def require_built(model: Any, argument: str = "model") -> Framework:
     """Check ``model`` is a supported model whose parameters exist; return its framework.
+
+    Parameters
+    ----------
+    model
+        The object to check.
+    argument
+        The name of the caller's argument, used in the error message.
+
+    Returns
+    -------
+    str
+        ``"keras"`` or ``"torch"``.
 
     Raises
     ------
@@ -242,6 +277,16 @@ def leaf_layers(model: Any) -> list[tuple[str, Any]]:
     Keras ``InputLayer`` objects are skipped (they hold no computation); the torch names are the
     ``named_modules`` paths.
 
+    Parameters
+    ----------
+    model
+        A Keras 3 layer/model or a ``torch.nn.Module``.
+
+    Returns
+    -------
+    list of (str, layer)
+        In the order the model applies them (Keras) or ``named_modules`` order (torch).
+
     Raises
     ------
     ValueError
@@ -276,6 +321,13 @@ def leaf_layers(model: Any) -> list[tuple[str, Any]]:
 
 def assign(param: ParamInfo, values: Any) -> None:
     """Overwrite a parameter in place with ``values`` (same shape), in either framework.
+
+    Parameters
+    ----------
+    param
+        A :class:`ParamInfo` from :func:`parameters`.
+    values
+        An array-like of the parameter's shape; cast to the parameter's dtype.
 
     Raises
     ------
@@ -525,6 +577,11 @@ def loss_function(framework: Framework, loss: Any) -> Any:
     loss
         One of :data:`LOSS_NAMES`: ``"mse"``; ``"cross_entropy"`` (integer labels, logits
         out); ``"binary_cross_entropy"`` (one logit per output); or a callable, returned as is.
+
+    Returns
+    -------
+    callable
+        The framework's loss object or function (``loss`` itself if it is callable).
 
     Raises
     ------

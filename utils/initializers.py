@@ -118,6 +118,11 @@ def torch_default_bound(fan_in: int) -> float:
     fan_in
         A positive integer: ``in_features``, or ``in_channels / groups`` times the kernel size.
 
+    Returns
+    -------
+    float
+        The bound, ``1 / sqrt(fan_in)`` up to the last bit.
+
     Raises
     ------
     ValueError
@@ -455,6 +460,11 @@ def orthogonal_matrix(rng: np.random.Generator, rows: int, cols: int,
         The shape, both at least 1.
     gain
         A multiplier (the singular values of the result are all ``gain``).
+
+    Returns
+    -------
+    numpy.ndarray
+        A float64 array of shape ``(rows, cols)``.
 
     Raises
     ------
@@ -1003,6 +1013,11 @@ def residual_mlp(framework: str, width: int, n_blocks: int, *, pre_norm: bool = 
     dtype
         ``"float32"`` or ``"float64"``.
 
+    Returns
+    -------
+    keras.Model or torch.nn.Module
+        The initialised model.
+
     Raises
     ------
     ValueError
@@ -1114,6 +1129,15 @@ def init_residual_mlp_(model: Any, init: str = "preserving", seed: int = 0) -> A
     residual layers; a GPT-2 block has two (attention and MLP), hence its
     ``0.02 / sqrt(2 * n_layer)``, and here every block is one residual layer.
 
+    Parameters
+    ----------
+    model
+        A model built by :func:`residual_mlp`; modified in place.
+    init
+        One of :data:`RESIDUAL_INITS` (the table above).
+    seed
+        Seeds a fresh ``numpy.random.default_rng``; the global generators are not touched.
+
     Returns
     -------
     The model, for chaining.
@@ -1191,6 +1215,19 @@ def trace_residual_mlp(model: Any, x: Any) -> ResidualTrace:
     Built on :func:`utils.frameworks.trace` (the Keras ``block{i}_add`` layers and torch
     ``blocks.{i}.stream`` leaves record the stream; ``block{i}_act`` / ``blocks.{i}.act`` the
     hidden activations).
+
+    Parameters
+    ----------
+    model
+        A model built by :func:`residual_mlp`.
+    x
+        A batch of inputs of shape ``(batch, width)``.
+
+    Returns
+    -------
+    ResidualTrace
+        The stream at every depth (the input, then after each block) and each branch's
+        hidden activations.
 
     Raises
     ------

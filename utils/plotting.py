@@ -522,6 +522,19 @@ def weight_summary(model: Any, *, include_non_trainable: bool = False,
     the 25-75 % quantiles, whiskers 5-95 %, the line is the median; the initializer's ±1 std
     (long black ticks) and bounds (short black ticks) are marked where known.
 
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or a ``torch.nn.Module``.
+    include_non_trainable, select, max_samples, seed
+        As in :func:`weight_histograms`.
+    ax
+        A Matplotlib axes to draw into; a new figure if None.
+    title
+        The axes title; the model's name if None.
+    figsize, dpi
+        The size and resolution of a new figure (ignored with ``ax``).
+
     Returns
     -------
     matplotlib.figure.Figure

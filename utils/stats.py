@@ -175,6 +175,11 @@ def truncated_normal_moments(low: float = -2.0, high: float = 2.0) -> TruncatedN
         The interval in standard deviations of the untruncated normal; ``low < high``, either
         may be infinite.
 
+    Returns
+    -------
+    TruncatedNormalMoments
+        The mean, std and kurtosis.
+
     Raises
     ------
     ValueError
@@ -463,6 +468,11 @@ def mean_tolerance(std: float, n: int, sigmas: float = 5.0) -> float:
     sigmas
         How many standard errors to allow.
 
+    Returns
+    -------
+    float
+        ``sigmas * std / sqrt(n)``.
+
     Raises
     ------
     ValueError
@@ -496,6 +506,11 @@ def variance_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> fl
         The kurtosis of one draw (not the excess): 3 for a normal, 1.8 for a uniform, see
         :data:`KURTOSIS` and :func:`sum_kurtosis`. Must be at least 1 (every distribution's is).
 
+    Returns
+    -------
+    float
+        The allowed ``abs(s² / σ² - 1)``.
+
     Raises
     ------
     ValueError
@@ -518,6 +533,16 @@ def std_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> float:
     standard error halves. Use it when the claim is about a std (for example Keras's truncated
     normal std); Chapter 2 does.
 
+    Parameters
+    ----------
+    n, sigmas, kurtosis
+        As in :func:`variance_tolerance`.
+
+    Returns
+    -------
+    float
+        The allowed ``abs(s / σ - 1)``.
+
     Raises
     ------
     ValueError
@@ -533,6 +558,18 @@ def sum_kurtosis(term_kurtosis: float, n_terms: int) -> float:
     terms' excess divided by ``n_terms``: sums become more normal. For a product ``w·x`` of
     independent zero-mean factors, the term's kurtosis is ``κ_w · κ_x``. Chapter 2 uses this for
     the tolerance of ``Var[Σ w_i x_i]``.
+
+    Parameters
+    ----------
+    term_kurtosis
+        The kurtosis (not the excess) of one term, at least 1.
+    n_terms
+        How many independent terms are summed.
+
+    Returns
+    -------
+    float
+        ``3 + (term_kurtosis - 3) / n_terms``.
 
     Raises
     ------

@@ -96,6 +96,22 @@ def batch_order(n_examples: int, batch_size: int, epochs: int, seed: int,
     Each epoch is a fresh permutation from ``numpy.random.default_rng(seed)`` (or ``0..n-1``
     without ``shuffle``), cut into batches of ``batch_size``; the last one may be smaller.
 
+    Parameters
+    ----------
+    n_examples
+        The number of examples.
+    batch_size, epochs
+        Examples per batch and passes over the data.
+    seed
+        Seeds the permutations.
+    shuffle
+        Permute each epoch (otherwise every epoch is ``0..n-1`` in order).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One int64 index array per batch, ``epochs * ceil(n_examples / batch_size)`` of them.
+
     Raises
     ------
     ValueError
@@ -266,6 +282,16 @@ def train_keras(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *
     with :func:`utils.variance.apply_rule`) does not trace it again; with an optimizer *name*
     the optimizer's state is reset to freshly built on every call.
 
+    Parameters
+    ----------
+    model, x, y, loss, optimizer, learning_rate, epochs, batch_size, seed, shuffle, eval_data
+        As in :func:`train`.
+
+    Returns
+    -------
+    TrainingHistory
+        As :func:`train` returns it.
+
     Raises
     ------
     ValueError
@@ -345,6 +371,16 @@ def train_torch(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *
 
     See :func:`train` for the arguments. The model is put in training mode for the steps and
     left in the mode it was in.
+
+    Parameters
+    ----------
+    model, x, y, loss, optimizer, learning_rate, epochs, batch_size, seed, shuffle, eval_data
+        As in :func:`train`.
+
+    Returns
+    -------
+    TrainingHistory
+        As :func:`train` returns it.
 
     Raises
     ------

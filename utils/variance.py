@@ -140,6 +140,11 @@ def gain(nonlinearity: str, param: float | None = None) -> float:
         The negative slope of ``"leaky_relu"`` (default 0.01, as in torch); must be ``None``
         for every other nonlinearity.
 
+    Returns
+    -------
+    float
+        The gain ``g``.
+
     Raises
     ------
     ValueError
@@ -237,6 +242,11 @@ def activation_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarr
     param
         The negative slope for ``"leaky_relu"``.
 
+    Returns
+    -------
+    float
+        ``E[φ(z)^2]``.
+
     Raises
     ------
     ValueError
@@ -255,6 +265,16 @@ def derivative_second_moment(nonlinearity: str | Callable[[np.ndarray], np.ndarr
     with respect to a layer's pre-activations has variance
     ``n_out·Var[w]·E[φ'(z)^2]`` times the next layer's. For ReLU it is ``1/2`` for any ``q > 0``.
     For a callable ``φ`` the derivative is a central finite difference.
+
+    Parameters
+    ----------
+    nonlinearity, q, param
+        As in :func:`activation_second_moment`.
+
+    Returns
+    -------
+    float
+        ``E[φ'(z)^2]``.
 
     Raises
     ------
@@ -285,6 +305,11 @@ def derived_gain(nonlinearity: str | Callable[[np.ndarray], np.ndarray],
     q
         The pre-activation variance to hold fixed (``> 0``).
 
+    Returns
+    -------
+    float
+        ``sqrt(q / E[φ(z)^2])``.
+
     Raises
     ------
     ValueError
@@ -310,6 +335,16 @@ def truncated_normal_std_ratio(cut: float = 2.0) -> float:
     The variance of the truncated normal is ``1 - 2·cut·φ(cut) / (Φ(cut) - Φ(-cut))``
     (Chapter 2, "The truncated normal correction"); this is
     ``utils.stats.truncated_normal_moments(-cut, cut).std``.
+
+    Parameters
+    ----------
+    cut
+        The cut-off in standard deviations.
+
+    Returns
+    -------
+    float
+        The truncated normal's std over the untruncated one's.
 
     Raises
     ------
@@ -374,6 +409,11 @@ def variance_scaling_std(fan_in: int, fan_out: int, scale: float = 1.0, mode: Mo
         ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
     distribution
         ``"truncated_normal"``, ``"untruncated_normal"``, ``"uniform"`` (or ``"normal"``).
+
+    Returns
+    -------
+    float
+        The std (normal kinds) or the bound (``"uniform"``).
 
     Raises
     ------
@@ -468,6 +508,20 @@ def sample_weights(rng: np.random.Generator, shape: Sequence[int], scale: float 
     are redrawn outside two standard deviations. Drawing in NumPy lets one draw be given to a
     Keras kernel and, transposed, to a torch weight; Chapter 2 uses it to start both
     frameworks from identical weights.
+
+    Parameters
+    ----------
+    rng
+        A ``numpy.random.Generator``; the draws come from it alone.
+    shape
+        The tensor's shape in Keras's layout.
+    scale, mode, distribution
+        As in :func:`variance_scaling_std`.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float64 array of ``shape``.
 
     Raises
     ------
@@ -809,6 +863,11 @@ def depth_log_tolerance(n_layers: Any, width: int, sigmas: float = 5.0) -> Any:
     sigmas
         How many standard deviations to allow.
 
+    Returns
+    -------
+    float or numpy.ndarray
+        The allowed ``abs(ln q - ln q_mean_field)``, one per entry of ``n_layers``.
+
     Raises
     ------
     ValueError
@@ -1003,6 +1062,20 @@ def statistics_table(rows: Sequence[LayerStats],
                      digits: int = 4) -> str:
     """Format :func:`layer_statistics` rows as a plain-text table (``digits`` significant).
 
+    Parameters
+    ----------
+    rows
+        What :func:`layer_statistics` returned.
+    columns
+        Fields of :class:`LayerStats` to show after the layer name.
+    digits
+        Significant digits.
+
+    Returns
+    -------
+    str
+        The table, one line per row under a header line.
+
     Raises
     ------
     ValueError
@@ -1037,6 +1110,16 @@ def probe_loss(framework: str) -> Callable[[Any, Any], Any]:
     standard-normal targets the output's gradient has variance 1 whatever the forward pass did
     (Chapter 2, "The depth experiment"). The callable follows the framework's convention
     (Keras ``loss(y_true, y_pred)``, torch ``loss(prediction, target)``).
+
+    Parameters
+    ----------
+    framework
+        ``"keras"`` or ``"torch"``.
+
+    Returns
+    -------
+    callable
+        The loss, in the framework's argument order.
 
     Raises
     ------

@@ -15,7 +15,7 @@ export CUDA_VISIBLE_DEVICES  :=
 export PYTHONHASHSEED        := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit notebooks book bench execute student clean
+.PHONY: help install test unit notebooks book bench execute student clean otter otter-check
 
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
@@ -23,6 +23,8 @@ help:
 	@echo "make bench    seconds per notebook, slowest first, and the plotting benchmark"
 	@echo "make execute  re-execute every notebook in place (after editing one), outputs committed"
 	@echo "make student  write the student edition of every chapter to _build/student/"
+	@echo "make otter    the Otter-Grader edition for Colab classes to _build/otter/"
+	@echo "make otter-check  otter run on it: full points, zero, one exercise solved"
 	@echo "make clean    remove _build and caches (keeps .venv)"
 
 install: $(STAMP)
@@ -55,6 +57,23 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(PY) -m tests.classroom student
+
+# The Otter-Grader edition (Colab classes): otter-grader from requirements-otter.txt, installed
+# into .venv on top of requirements.txt (it changes none of that file's pins).
+OTTER_STAMP := $(VENV)/.otter-installed
+
+$(OTTER_STAMP): $(STAMP) requirements-otter.txt
+	nice -n 15 $(PY) -m pip install --quiet -r requirements-otter.txt
+	touch $(OTTER_STAMP)
+
+otter: $(OTTER_STAMP)
+	$(PY) -m tests.otter_edition build
+
+# The proof, offline and without containers: otter run grades every chapter's solutions (full
+# points), its student notebook (zero) and, for Chapter 4, one notebook per exercise solved.
+otter-check: $(OTTER_STAMP)
+	$(PY) -m pytest tests/test_otter_edition.py -q
+	nice -n 15 $(PY) -m tests.otter_edition check
 
 clean:
 	rm -rf _build .pytest_cache tests/kernel_profile/profile_default/history.sqlite

@@ -16,9 +16,11 @@ The exercise format (one format across the course; see ``notebooks/00_setup.ipyn
   ``points``) whose asserts call the student's code.
 
 The student edition is made with nbgrader's own preprocessors (``ClearSolutions`` replaces each
-answer with ``raise NotImplementedError()``; ``LockCells``; ``ComputeChecksums`` so nbgrader can
-autograde submissions), then the prose and code of every solution block is removed, the nbgrader
-solution cells excepted, and solution cells' outputs are cleared. Everything else is intact.
+answer with ``raise NotImplementedError()``; ``ClearHiddenTests`` removes the lines between
+``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` of a graded test cell, which only the
+autograder runs; ``LockCells``; ``ComputeChecksums`` so nbgrader can autograde submissions),
+then the prose and code of every solution block is removed, the nbgrader solution cells
+excepted, and solution cells' outputs are cleared. Everything else is intact.
 """
 from __future__ import annotations
 
@@ -164,12 +166,12 @@ def graded_exercises(nb: nbformat.NotebookNode, name: str) -> list[GradedExercis
 
 def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student edition of one chapter (a new notebook; the argument is not modified)."""
-    from nbgrader.preprocessors import (CheckCellMetadata, ClearSolutions, ComputeChecksums,
-                                        LockCells)
+    from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearSolutions,
+                                        ComputeChecksums, LockCells)
 
     student = nbformat.from_dict(nb)
     resources: dict = {}
-    for preprocessor in (CheckCellMetadata(), LockCells(), ClearSolutions()):
+    for preprocessor in (CheckCellMetadata(), LockCells(), ClearSolutions(), ClearHiddenTests()):
         student, resources = preprocessor.preprocess(student, resources)
     kept = []
     inside_solution = False  # carried across cells: a solution spans several cells

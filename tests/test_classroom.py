@@ -93,6 +93,26 @@ def test_student_edition_of_the_example():
     assert nb.cells[1].source.count("return 2 * x") == 1  # the input is not modified
 
 
+def _without_hidden_tests(source: str) -> str:
+    """The source less its ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` lines."""
+    kept, inside = [], False
+    for line in source.split("\n"):
+        if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
+            inside = "BEGIN" in line
+        elif not inside:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def test_student_edition_drops_hidden_tests():
+    nb = _exercise_notebook()
+    nb.cells[3].source = ("assert double(3) == 6\n### BEGIN HIDDEN TESTS\n"
+                          "assert double(-2.5) == -5.0\n### END HIDDEN TESTS")
+    test_cell = student_edition(nb).cells[2]
+    assert test_cell.source == "assert double(3) == 6"
+    assert "double(-2.5)" in nb.cells[3].source  # the input is not modified
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_student_edition_has_no_solutions_and_keeps_everything_else(path):
     nb = _read(path)
@@ -104,8 +124,10 @@ def test_student_edition_has_no_solutions_and_keeps_everything_else(path):
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution") and cell.cell_type == "code":
             assert "raise NotImplementedError()" in cell.source and cell.outputs == []
-    # Cells outside solution blocks are carried over unchanged, outputs included.
-    originals = {c.source: c for c in nb.cells if c.cell_type == "code"}
+    # Hidden tests are gone; cells outside solution blocks are carried over unchanged (graded
+    # test cells less their hidden tests), outputs included.
+    assert "HIDDEN TESTS" not in text
+    originals = {_without_hidden_tests(c.source): c for c in nb.cells if c.cell_type == "code"}
     for cell in student.cells:
         if cell.cell_type == "code" and not cell.metadata.get("nbgrader", {}).get("solution"):
             assert cell.source in originals

@@ -15,13 +15,15 @@ export CUDA_VISIBLE_DEVICES  :=
 export PYTHONHASHSEED        := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit notebooks book bench execute student clean otter otter-check
+.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab
 
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
 	@echo "make test     unit tests + every notebook with nbval + the book build (one pytest run)"
 	@echo "make bench    seconds per notebook, slowest first, and the plotting benchmark"
 	@echo "make execute  re-execute every notebook in place (after editing one), outputs committed"
+	@echo "make bootstrap  point every notebook's first cell at the last commit of utils/ (no run)"
+	@echo "make test-colab every chapter's asserts on Google Colab's versions, in .venv-colab"
 	@echo "make student  write the student edition of every chapter to _build/student/"
 	@echo "make otter    the Otter-Grader edition for Colab classes to _build/otter/"
 	@echo "make otter-check  otter run on it: full points, zero, one exercise solved"
@@ -54,6 +56,40 @@ bench: $(STAMP)
 
 execute: $(STAMP)
 	$(PY) -m tests.nbtools execute $(NB)
+
+# After committing a change to utils/ or pyproject.toml: rewrite the first cell of every
+# notebook (or of NB) to install that commit on Colab. Nothing is executed.
+bootstrap: $(STAMP)
+	$(PY) -m tests.nbtools bootstrap $(NB)
+
+# Colab parity: every chapter with its asserts (nbval-lax: outputs are not compared) on Google
+# Colab's versions, listed in tests/colab_runtime.txt, in .venv-colab; `utils` is installed the
+# way the bootstrap cell installs it (pip, from a copy of this checkout), and tests.colab_runtime
+# checks that this changed none of the pinned versions.
+COLAB_VENV    := .venv-colab
+COLAB_RUNTIME := tests/colab_runtime.txt
+COLAB_STAMP   := $(COLAB_VENV)/.installed
+COLAB_COURSE  := $(COLAB_VENV)/course
+
+$(COLAB_STAMP): $(COLAB_RUNTIME)
+	@python=$$($(PYTHON) -m tests.colab_runtime python $(COLAB_RUNTIME)) && \
+	echo "Colab parity: $(COLAB_VENV) from $$python (Python $$($$python -V 2>&1 | cut -d' ' -f2))" && \
+	rm -rf $(COLAB_VENV) && $$python -m venv $(COLAB_VENV)
+	@start=$$(date +%s) && \
+	nice -n 15 $(COLAB_VENV)/bin/python -m pip install --quiet -r $(COLAB_RUNTIME) && \
+	echo "Colab parity: $(COLAB_RUNTIME) installed in $$(( $$(date +%s) - start )) s"
+	touch $(COLAB_STAMP)
+
+test-colab: $(COLAB_STAMP)
+	rm -rf $(COLAB_COURSE) && mkdir -p $(COLAB_COURSE)
+	cp -r pyproject.toml README.md utils $(COLAB_COURSE)/
+	find $(COLAB_COURSE) -name __pycache__ -prune -exec rm -rf {} +
+	$(COLAB_VENV)/bin/python -m pip uninstall --quiet --yes initialization-matters 2>/dev/null || true
+	nice -n 15 $(COLAB_VENV)/bin/python -m pip install --quiet \
+		"initialization-matters @ file://$(CURDIR)/$(COLAB_COURSE)"
+	$(COLAB_VENV)/bin/python -m tests.colab_runtime check $(COLAB_RUNTIME)
+	@start=$$(date +%s); nice -n 15 $(COLAB_VENV)/bin/python -m pytest notebooks --nbval-lax; \
+	status=$$?; echo "Colab parity: chapters ran in $$(( $$(date +%s) - start )) s"; exit $$status
 
 student: $(STAMP)
 	$(PY) -m tests.classroom student

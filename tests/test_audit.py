@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -93,6 +94,55 @@ def test_keras_details_match_the_built_values(keras_rows):
         assert table[key]["std"] == 0.0
     # LSTM bias: zeros except the forget-gate quarter (ones), so its std is exactly sqrt(3)/4
     assert table[("LSTM", "bias")]["std"] == pytest.approx(math.sqrt(3) / 4, rel=1e-6)
+
+
+def test_keras_fans_reported_are_the_ones_keras_used(keras_rows):
+    """Every variance-scaling row's reported fans predict the variance its probe tensor holds.
+
+    This is a measurement, independent of how the audit reads the fans: a report of the
+    positional (convolution) rule where the installed Keras used an einsum's axes (or the
+    reverse) predicts a variance 10 times off for the attention kernels.
+    """
+    from utils.stats import KURTOSIS
+
+    checked = 0
+    for row in keras_rows:
+        fans = re.search(r"fan_in=(\d+), fan_out=(\d+)", row["details"])
+        config = dict(re.findall(r"(scale|mode|distribution)=([^,;]+)", row["details"]))
+        if fans is None:
+            continue
+        fan_in, fan_out = map(int, fans.groups())
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
+        variance = float(config["scale"]) / fan[config["mode"]]
+        kurtosis = {"uniform": KURTOSIS["uniform"], "truncated_normal":
+                    KURTOSIS["truncated_normal"], "untruncated_normal": KURTOSIS["normal"]}
+        n = row["n"]
+        sample_variance = row["std"] ** 2 * n / (n - 1)  # the row's std has divisor n
+        # 5 standard errors of a sample variance; the smallest probe (54 values) allows 62 %
+        tolerance = 5 * variance_standard_error(variance, n, kurtosis[config["distribution"]])
+        assert abs(sample_variance - variance) <= tolerance, (row["layer"], row["parameter"])
+        checked += 1
+    # Dense, EinsumDense, 6 convolutions, depthwise, 2 separable, 3 recurrent, 4 attention
+    assert checked >= 18
+
+
+def test_keras_attention_fans_by_version(keras_rows):
+    """Keras 3.15 (pull request 22789) gave EinsumDense kernels the fans of the einsum's axes;
+    before, they had the positional rule's. Chapter 1 states both; this is its table."""
+    import keras
+
+    version = tuple(int(part) for part in keras.__version__.split(".")[:2])
+    table = _lookup(keras_rows)
+    query = table[("MultiHeadAttention", "query/kernel")]
+    output = table[("MultiHeadAttention", "attention_output/kernel")]
+    assert query["shape"] == (64, 4, 16) and output["shape"] == (4, 16, 64)
+    if version >= (3, 15):  # width 64 in, 4 heads x 16 out (and back)
+        expected = {"query": (64, 64), "output": (64, 64)}
+    else:  # receptive field = all axes but the last two
+        expected = {"query": (4 * 64, 16 * 64), "output": (16 * 4, 64 * 4)}
+    for name, row in [("query", query), ("output", output)]:
+        fan_in, fan_out = expected[name]
+        assert f"fan_in={fan_in}, fan_out={fan_out}" in row["details"], (name, row["details"])
 
 
 def test_keras_audit_is_deterministic_and_leaves_random_alone():

@@ -210,6 +210,25 @@ def _describe_keras_initializer(initializer: Any) -> str:
                      if key != "seed" and value is not None)
 
 
+def _keras_fans(shape: tuple[int, ...], initializer: Any) -> tuple[int, int]:
+    """The fans a Keras ``VarianceScaling`` initializer computes for ``shape``.
+
+    Since Keras 3.15 the initializer may carry ``input_axes`` and ``output_axes`` (an
+    ``EinsumDense`` kernel gets the axes of its equation, so a ``MultiHeadAttention`` query
+    kernel ``(width, heads, head_size)`` has fans ``width`` and ``heads * head_size``); the
+    fans are then the products of those axes. Without them (every layer before 3.15, and other
+    layers since) Keras applies the positional rule of :func:`utils.initializers.compute_fans`.
+    Reading the axes from the initializer the layer actually passed to ``add_weight`` reports
+    what the installed version did, whichever it is.
+    """
+    input_axes = getattr(initializer, "input_axes", None)
+    output_axes = getattr(initializer, "output_axes", None)
+    if input_axes is not None and output_axes is not None:
+        return (math.prod(shape[axis] for axis in input_axes),
+                math.prod(shape[axis] for axis in output_axes))
+    return compute_fans(shape, "keras")
+
+
 def _keras_row(layer_type: str, parameter: str, info: Any, used: Any) -> dict[str, Any]:
     import keras
 
@@ -228,7 +247,7 @@ def _keras_row(layer_type: str, parameter: str, info: Any, used: Any) -> dict[st
         if argument is not None:
             details += f" from its {info.name}_initializer"
     if isinstance(used, keras.initializers.VarianceScaling):
-        fan_in, fan_out = compute_fans(info.shape, "keras")
+        fan_in, fan_out = _keras_fans(info.shape, used)
         notes.append(f"fan_in={fan_in}, fan_out={fan_out}")
     if info.name == "bias" and getattr(info.layer_object, "unit_forget_bias", False):
         notes.append("unit_forget_bias=True: the forget-gate block starts at ones")

@@ -64,15 +64,18 @@ def _run_cell(source: str, cwd: Path, python: str | Path = sys.executable,
                           text=True, timeout=600, env=env)
 
 
+SHA = "0123456789abcdef0123456789abcdef01234567"  # a full commit id: the longest line
+
+
 def test_bootstrap_cell_pins_commit_and_version(tmp_path):
-    source = bootstrap_cell_source("https://github.com/o/n", "0123abc")
+    source = bootstrap_cell_source("https://github.com/o/n", SHA)
     compile(source, "<bootstrap>", "exec")  # valid Python, no IPython magics
     assert max(len(line) for line in source.splitlines()) <= 99
     # Outside Colab, with the course's utils importable (this environment): no error, no change.
     result = _run_cell(source, tmp_path, after="print(COURSE_PACKAGE, COURSE_VERSION)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["initialization-matters", "@",
-                                     "git+https://github.com/o/n@0123abc", utils.__version__]
+                                     f"git+https://github.com/o/n@{SHA}", utils.__version__]
 
 
 def test_utils_carries_the_marker():

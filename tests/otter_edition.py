@@ -429,16 +429,17 @@ def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT) -> 
             ok = scores == expected and {n: m for n, (_, m) in graded.items()} == maxima
             wrong += not ok
             rows.append((chapter, label, sum(scores.values()), sum(expected.values()),
-                         "ok" if ok else f"WRONG {graded} != {expected}", seconds))
-            print(f"{chapter:<26} {label:<28} {rows[-1][2]:>5g} / {rows[-1][3]:<5g} "
-                  f"{rows[-1][4]}  ({seconds:.0f} s)", flush=True)
+                         sum(maxima.values()), "ok" if ok else f"WRONG: {graded}", seconds))
+            print(f"graded {chapter} ({label}) in {seconds:.0f} s", flush=True)
     total = time.perf_counter() - start
-    print(f"\n{'chapter':<26} {'notebook':<28} {'points':>13}  result")
-    for chapter, label, got, expected, verdict, seconds in rows:
-        print(f"{chapter:<26} {label:<28} {got:>5g} of {expected:<5g}  {verdict} "
-              f"({seconds:.0f} s)")
-    print(f"{len(rows) - wrong} passed, {wrong} failed: otter run on {len(rows)} notebooks in "
-          f"{total:.0f} s ({total / 60:.1f} min)")
+    print(f"\n{'chapter':<26} {'notebook graded':<26} {'points':>6} {'expected':>8} "
+          f"{'of':>4}  {'result':<6} {'time':>5}")
+    for chapter, label, got, expected, possible, verdict, seconds in rows:
+        print(f"{chapter:<26} {label:<26} {got:>6g} {expected:>8g} {possible:>4g}  "
+              f"{verdict:<6} {seconds:>4.0f}s")
+    print(f"\notter run on {len(rows)} notebooks (scores per question compared, not only totals); "
+          f"wall time {total:.0f} s ({total / 60:.1f} min), building the edition included")
+    print(f"otter-check: {len(rows) - wrong} passed, {wrong} failed")
     return wrong
 
 

@@ -191,3 +191,68 @@ def test_the_import_rule_catches_what_it_should():
                                     (5, "utils.stats", "require_int")])
     flagged = [item for _, module, item in names if item not in _public_names(module)]
     assert flagged == ["_keras_loss", "_keras_optimizer"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The API page (book/api.md): it shows every module, and its examples run
+# ---------------------------------------------------------------------------------------------
+
+API_PAGE = UTILS_DIR.parent / "book" / "api.md"
+# The functions the page presents first, each with its own section and examples.
+PRACTITIONER_FUNCTIONS = ["set_prior_bias", "check_initial_loss", "torch_default_init_",
+                          "weight_histograms", "lsuv_", "default_initializers"]
+
+
+def _page_sections() -> list[tuple[str, str]]:
+    """``(heading, text)`` of each ``##`` section of the API page."""
+    parts = re.split(r"^## (.+)$", API_PAGE.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return list(zip(parts[1::2], parts[2::2]))
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+EXAMPLES = [(heading, number, code) for heading, text in _page_sections()
+            for number, code in enumerate(_python_blocks(text), start=1)]
+
+
+def test_the_page_shows_every_module_and_every_public_name():
+    text = API_PAGE.read_text(encoding="utf-8")
+    shown = set(re.findall(r"^\.\. automodule:: utils\.(\w+)$", text, flags=re.MULTILINE))
+    assert shown == set(MODULES)
+    # A name a module section leaves out is documented elsewhere on the page.
+    elsewhere = set(re.findall(r"^\.\. autofunction:: (utils\.\w+\.\w+)$", text, re.MULTILINE))
+    elsewhere |= {f"{module}.{name}" for name, module in re.findall(
+        r"^\.\. py:data:: (\w+)\n +:module: (utils\.\w+)$", text, flags=re.MULTILINE)}
+    for module, excluded in re.findall(
+            r"^\.\. automodule:: (utils\.\w+)\n(?: +:\S.*\n)*? +:exclude-members: (.+)$", text,
+            flags=re.MULTILINE):
+        for name in (n.strip() for n in excluded.split(",")):
+            assert name in _public_names(module), f"{module}.{name} is not public"
+            assert f"{module}.{name}" in elsewhere, f"{module}.{name} is not on the page"
+
+
+def test_each_practitioner_function_has_keras_and_torch_examples():
+    for function in PRACTITIONER_FUNCTIONS:
+        sections = [text for heading, text in _page_sections() if f"`{function}`" in heading]
+        assert len(sections) == 1, function
+        code = "\n".join(_python_blocks(sections[0]))
+        assert f"{function}(" in code, function
+        assert "keras" in code and "torch" in code, function
+
+
+@pytest.mark.parametrize("heading, number, code", EXAMPLES,
+                         ids=[f"{h.split(':')[0][:40]}-{n}" for h, n, _ in EXAMPLES])
+def test_api_page_example_runs(heading, number, code):
+    # Each example is self-contained, as a reader copies it; its asserts are the checks.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    try:
+        exec(compile(code, f"book/api.md [{heading}, example {number}]", "exec"),
+             {"__name__": "__api_example__"})
+    finally:
+        plt.close("all")

@@ -72,14 +72,15 @@ CIFAR10_CLASSES: tuple[str, ...] = (
     "dog", "frog", "horse", "ship", "truck",
 )
 
-#: The imbalanced CIFAR-10 subset of the source experiment: images per class label (13,850 in
-#: total). Read-only, so a notebook cannot change it for the chapters after it.
+#: The imbalanced CIFAR-10 subset of the source experiment, as images per class label (13,850
+#: in total). Read-only, so a notebook cannot change it for the chapters after it.
 CIFAR_SUBSET_COUNTS: Mapping[int, int] = MappingProxyType(
     {0: 4000, 1: 3700, 2: 100, 3: 4000, 4: 400, 5: 100, 6: 50, 7: 700, 8: 700, 9: 100}
 )
 
-#: The official Python-pickle version of CIFAR-10 and its published MD5 checksum.
+#: The official Python-pickle version of CIFAR-10.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+#: The published MD5 checksum of that archive; :func:`download_cifar10` checks it.
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 _CIFAR_FOLDER = "cifar-10-batches-py"
 _CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -116,7 +117,7 @@ class FraudShape:
 
     @property
     def n_features(self) -> int:
-        """Number of feature columns (30: ``Time``, ``V1``..``V28``, ``Amount``)."""
+        """Number of feature columns, 30 (``Time``, ``V1``..``V28``, ``Amount``)."""
         return len(self.columns)
 
     @property
@@ -125,7 +126,7 @@ class FraudShape:
         return self.n_positive / self.n_rows
 
 
-#: The fraud data set as the sources describe it: 284,807 transactions, 492 of them fraud.
+#: The fraud data set as the sources describe it, 284,807 transactions, 492 of them fraud.
 FRAUD_SHAPE = FraudShape(n_rows=284_807, n_positive=492, columns=FRAUD_COLUMNS)
 FRAUD_POSITIVE_RATE: float = FRAUD_SHAPE.positive_rate
 

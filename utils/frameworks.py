@@ -541,6 +541,8 @@ class Trace:
     loss: float | None
 
 
+#: The loss names :func:`loss_function` and :func:`trace` understand, the same in both
+#: frameworks (see :func:`loss_function`).
 LOSS_NAMES = ("mse", "cross_entropy", "binary_cross_entropy")
 
 

@@ -67,7 +67,7 @@ FRAMEWORK_COLORS: dict[str, str] = {"keras": OKABE_ITO["blue"], "torch": OKABE_I
 #: contrast on white).
 PALETTE: tuple[str, ...] = ("#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#0072B2",
                             "#D55E00", "#F0E442")
-#: A neutral grey for histogram bars: the data, whichever framework it came from.
+#: A neutral grey for histogram bars, the data whichever framework it came from.
 NEUTRAL = "#8C8C8C"
 #: What each colour means in the histogram figures (no framework colour among them).
 COLORS: dict[str, str] = {
@@ -471,7 +471,7 @@ def weight_histograms(model: Any, *, include_non_trainable: bool = False,
     overlay
         Draw the initializer's density/bounds where known.
     distributions
-        Distributions to use instead of :func:`param_distribution`, by ``layer/param`` label
+        Distributions to use instead of :func:`~utils.distributions.param_distribution`, by ``layer/param`` label
         (None for "unknown"): what you passed to ``torch.nn.init``, for instance.
     max_panels, page
         At most ``max_panels`` panels per figure; ``page`` (from 0) selects which.
@@ -792,7 +792,15 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
         gradient's std and its ratio to the weights' std (a rough per-step update scale);
         ``"outputs"``: one panel per layer output (``∂L/∂h``), the backward signal through
         depth.
-    Other parameters as in :func:`weight_histograms`.
+    training
+        Run dropout and batch normalisation in training mode for the pass.
+
+    Other Parameters
+    ----------------
+    select, max_panels, page, ncols, bins, max_samples, seed
+        As in :func:`weight_histograms`.
+    log, axes, title, legend, panel_size, dpi
+        As in :func:`weight_histograms`.
 
     Returns
     -------

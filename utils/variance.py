@@ -478,9 +478,10 @@ class VarianceRule:
         return variance_scaling_std(fan_in, fan_out, float(self.scale), self.mode, distribution)
 
 
-#: The classic rules (Chapter 2 derives each): LeCun et al. (1998) ``1/fan_in``, Glorot & Bengio
-#: (2010) ``2/(fan_in + fan_out)``, He et al. (2015) ``2/fan_in``, and PyTorch's ``Linear``/conv
-#: default, ``U(±1/sqrt(fan_in))`` for weights and biases: ``1/(3·fan_in)`` for both.
+#: The classic rules, each derived in Chapter 2. LeCun et al. (1998) ``1/fan_in``, Glorot &
+#: Bengio (2010) ``2/(fan_in + fan_out)``, He et al. (2015) ``2/fan_in``, and PyTorch's
+#: ``Linear``/conv default, ``U(±1/sqrt(fan_in))`` for weights and biases: ``1/(3·fan_in)``
+#: for both.
 RULES: dict[str, VarianceRule] = {
     "lecun": VarianceRule("LeCun", 1.0, "fan_in"),
     "glorot": VarianceRule("Glorot", 1.0, "fan_avg"),

@@ -11,7 +11,7 @@
     changes ``utils/`` or ``pyproject.toml``, this points every chapter at that commit.
 ``python -m tests.nbtools bench``
     Execute every notebook without writing it and print seconds per notebook, slowest first,
-    with the total; then run the benchmarks registered in ``tests/benchmarks.py``.
+    with the total, and each notebook's slowest cells; then run the benchmarks registered in ``tests/benchmarks.py``.
 
 Run through ``make execute`` / ``make bench``, which set the kernel profile (offline, quiet).
 """
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
 BUDGET_S = 60.0  # per notebook, on the 2-core CI machine (DEVELOPERS.md)
+PROFILE_CELLS = 6  # `make bench` names this many slowest cells per notebook
 
 sys.path.insert(0, str(ROOT))
 from utils.colab import (PACKAGE_FILES, bootstrap_cell_source, course_ref,  # noqa: E402
@@ -86,16 +87,35 @@ def normalise(nb: nbformat.NotebookNode) -> None:
             cell.metadata.pop(key, None)
 
 
-def run(path: Path, write: bool) -> float:
-    """Execute one notebook top to bottom in a fresh kernel; return the wall time in seconds."""
+def cell_seconds(nb: nbformat.NotebookNode) -> list[tuple[int, float]]:
+    """(cell index, seconds) of every executed code cell, from nbclient's timing metadata."""
+    from datetime import datetime
+
+    rows = []
+    for index, cell in enumerate(nb.cells):
+        timing = cell.metadata.get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if cell.cell_type == "code" and start and end:
+            parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
+            rows.append((index, (parse(end) - parse(start)).total_seconds()))
+    return rows
+
+
+def run(path: Path, write: bool, profile: list | None = None) -> float:
+    """Execute one notebook top to bottom in a fresh kernel; return the wall time in seconds.
+
+    With ``profile`` (a list), append ``(cell index, seconds)`` for every code cell to it.
+    """
     nb = nbformat.read(path, as_version=4)
     set_bootstrap(nb)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            record_timing=False)
+                            record_timing=True)
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
+    if profile is not None:
+        profile.extend(cell_seconds(nb))
     if write:
         normalise(nb)
         nbformat.validate(nb)
@@ -132,7 +152,11 @@ def bench(names: list[str] | None) -> int:
     rows = []
     for path in notebook_paths(names):
         print(f"running {path.name} ...", flush=True)
-        rows.append((path.name, run(path, write=False)))
+        profile: list[tuple[int, float]] = []
+        rows.append((path.name, run(path, write=False, profile=profile)))
+        slowest = sorted(profile, key=lambda row: row[1], reverse=True)[:PROFILE_CELLS]
+        print(f"  {rows[-1][1]:.1f} s; slowest cells (index in the notebook: seconds): "
+              + ", ".join(f"{index}: {seconds:.1f}" for index, seconds in slowest), flush=True)
     rows.sort(key=lambda r: r[1], reverse=True)
     width = max([len(r[0]) for r in rows] + [8])
     print(f"\n{'notebook':<{width}}  seconds  budget")

@@ -110,6 +110,26 @@ def _notebook_of(nodeid: str) -> str | None:
     return path if path.endswith(".ipynb") else None
 
 
+_part_seconds: dict[str, float] = defaultdict(float)
+_session_start = time.perf_counter()
+PARTS = ("unit tests", "chapters (nbval)", "graded-test proofs", "book build")
+
+
+def part_of(nodeid: str) -> str:
+    """Which part of the run a test belongs to, for the time table printed at the end."""
+    if nodeid.endswith("::graded tests on the student edition"):
+        return "graded-test proofs"
+    if _notebook_of(nodeid) is not None:
+        return "chapters (nbval)"
+    if nodeid.startswith("tests/test_book.py"):
+        return "book build"
+    return "unit tests"
+
+
+def pytest_runtest_logreport(report) -> None:
+    _part_seconds[part_of(report.nodeid)] += report.duration  # setup, call and teardown
+
+
 def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
     if nodeid.endswith("::graded tests on the student edition"):
         return  # timed on its own: it is not part of the chapter
@@ -143,6 +163,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config) -> None:
             tr.write_line(f"{verdict:6s} {notebook:30s} {proof.grade_id:30s} {proof.points:3g} pt"
                           f"  stub: {proof.stub_error or 'PASSED'}; wrong answers failed: "
                           f"{len(proof.killed)} of {wrong}  ({proof.seconds:.1f} s)")
+    _notebook_summary(tr)
+    if _part_seconds:  # last: the time table closes the run
+        tr.section("time by part (seconds)")
+        for part in PARTS:
+            tr.write_line(f"{_part_seconds.get(part, 0.0):7.1f}  {part}")
+        tr.write_line(f"{time.perf_counter() - _session_start:7.1f}  the whole run "
+                      "(collection and kernel start-ups included)")
+
+
+def _notebook_summary(tr) -> None:
     rows = notebook_times()
     if not rows:
         return

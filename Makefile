@@ -15,7 +15,7 @@ export CUDA_VISIBLE_DEVICES  :=
 export PYTHONHASHSEED        := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab
+.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab pdf vendor-mathjax
 
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
@@ -27,6 +27,7 @@ help:
 	@echo "make student  write the student edition of every chapter to _build/student/"
 	@echo "make otter    the Otter-Grader edition for Colab classes to _build/otter/"
 	@echo "make otter-check  otter run on it: full points, zero, one exercise solved"
+	@echo "make pdf      the whole book as one PDF in _build/latex (installs TeX Live if missing)"
 	@echo "make clean    remove _build and caches (keeps .venv)"
 
 install: $(STAMP)
@@ -116,3 +117,32 @@ otter-check: $(OTTER_STAMP)
 clean:
 	rm -rf _build .pytest_cache tests/kernel_profile/profile_default/history.sqlite
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+# The PDF edition: XeLaTeX from Debian's TeX Live, installed here when a package is missing
+# (as root, as in CI). Then the HTML book is rebuilt so that it offers the PDF for download.
+TEX_PACKAGES := texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+                texlive-xetex latexmk fonts-freefont-otf
+
+pdf: $(STAMP)
+	@missing=$$(for p in $(TEX_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(PY) -m tests.pdf_edition
+	$(PY) -m tests.book build
+
+# MathJax ships in book/_static/mathjax (committed): the combined TeX-to-HTML file of the npm
+# package, its fonts and its license. This target refreshes that copy from the registry.
+MATHJAX_VERSION := 3.2.2
+
+vendor-mathjax:
+	rm -rf book/_static/mathjax && mkdir -p book/_static/mathjax/output/chtml/fonts
+	tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null \
+	  && tar xzf mathjax-$(MATHJAX_VERSION).tgz) \
+	  && cp $$tmp/package/es5/tex-chtml-full.js $$tmp/package/LICENSE $$tmp/package/package.json \
+	    book/_static/mathjax/ \
+	  && cp -r $$tmp/package/es5/output/chtml/fonts/woff-v2 book/_static/mathjax/output/chtml/fonts/ \
+	  && rm -rf $$tmp

@@ -355,13 +355,8 @@ def normal(mean: float, std: float, name: str = "normal", source: str = GIVEN_SO
     ----------
     mean, std
         Finite numbers, ``std > 0``.
-    name
-        The initializer's name, as plots and tables show it.
-    source
-        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
-        or ``"torch constructor default"``.
-    fan_in, fan_out
-        The fans the distribution was derived from, if any (shown in plot notes).
+    name, source, fan_in, fan_out
+        As in :func:`uniform`.
 
     Returns
     -------
@@ -393,13 +388,8 @@ def truncated_normal(mean: float, stddev: float, low: float, high: float,
         The untruncated normal's mean and std (finite, ``stddev > 0``).
     low, high
         The absolute cut-offs, ``low < high``.
-    name
-        The initializer's name, as plots and tables show it.
-    source
-        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
-        or ``"torch constructor default"``.
-    fan_in, fan_out
-        The fans the distribution was derived from, if any (shown in plot notes).
+    name, source, fan_in, fan_out
+        As in :func:`uniform`.
 
     Returns
     -------
@@ -428,11 +418,8 @@ def constant(value: float, name: str = "constant", source: str = GIVEN_SOURCE) -
     ----------
     value
         The constant, a finite number.
-    name
-        The initializer's name, as plots and tables show it.
-    source
-        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
-        or ``"torch constructor default"``.
+    name, source
+        As in :func:`uniform`.
 
     Returns
     -------
@@ -507,11 +494,8 @@ def unknown(name: str, source: str = GIVEN_SOURCE) -> InitDistribution:
 
     Parameters
     ----------
-    name
-        The initializer's name, as plots and tables show it.
-    source
-        Where the description comes from: ``"given"`` (the default), ``"keras initializer"``
-        or ``"torch constructor default"``.
+    name, source
+        As in :func:`uniform`.
 
     Returns
     -------

@@ -158,15 +158,13 @@ def require_built(model: Any, argument: str = "model") -> Framework:
 
     Parameters
     ----------
-    model
-        The object to check.
-    argument
-        The name of the caller's argument, used in the error message.
+    model, argument
+        As in :func:`framework_of`.
 
     Returns
     -------
     str
-        ``"keras"`` or ``"torch"``.
+        The framework, as :func:`framework_of` names it.
 
     Raises
     ------

@@ -374,13 +374,15 @@ def train_torch(model: Any, x: Any, y: Any, loss: Any, optimizer: Any = "sgd", *
 
     Parameters
     ----------
-    model, x, y, loss, optimizer, learning_rate, epochs, batch_size, seed, shuffle, eval_data
-        As in :func:`train`.
+    model
+        A ``torch.nn.Module``.
+    x, y, loss, optimizer, learning_rate, epochs, batch_size, seed, shuffle, eval_data
+        As in :func:`train`; ``optimizer`` may be a ``torch.optim.Optimizer``.
 
     Returns
     -------
     TrainingHistory
-        As :func:`train` returns it.
+        The per-batch losses (and evaluations), as for :func:`train`.
 
     Raises
     ------

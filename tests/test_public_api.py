@@ -140,6 +140,9 @@ def _imported_names(tree: ast.AST) -> list[tuple[int, str, str]]:
     found = []
     aliases: dict[str, str] = {}  # local name -> utils module it is bound to
     for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .m import x, inside utils
+            node = ast.ImportFrom(module=f"utils.{node.module}" if node.module else "utils",
+                                  names=node.names, level=0, lineno=node.lineno)
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
                 and node.module.startswith("utils."):
             for alias in node.names:
@@ -183,14 +186,16 @@ def test_the_import_rule_catches_what_it_should():
               "import utils.training as t\n"
               "t._keras_optimizer('sgd', 0.1)\n"
               "from utils import stats\n"
-              "stats.require_int(1, 'n')\n")
+              "stats.require_int(1, 'n')\n"
+              "from .seeding import _threads\n")
     names = _imported_names(ast.parse(source))
     assert sorted(names) == sorted([(1, "utils.frameworks", "_keras_loss"),
                                     (1, "utils.frameworks", "parameters"),
                                     (3, "utils.training", "_keras_optimizer"),
-                                    (5, "utils.stats", "require_int")])
-    flagged = [item for _, module, item in names if item not in _public_names(module)]
-    assert flagged == ["_keras_loss", "_keras_optimizer"]
+                                    (5, "utils.stats", "require_int"),
+                                    (6, "utils.seeding", "_threads")])
+    flagged = sorted(item for _, module, item in names if item not in _public_names(module))
+    assert flagged == ["_keras_loss", "_keras_optimizer", "_threads"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -178,8 +178,9 @@ def _run(code, label, env):
     except Exception as error:
         lines = [frame for frame in traceback.extract_tb(error.__traceback__)
                  if frame.filename == filename]
-        where = f" (line {{lines[-1].lineno}}: {{lines[-1].line}})" if lines else ""
-        raise AssertionError(f"{{type(error).__name__}}: {{error}}{{where}}") from None
+        where = f" at line {{lines[-1].lineno}} of the check: {{lines[-1].line}}" if lines else ""
+        what = f"{{type(error).__name__}}: {{error}}" if str(error) else type(error).__name__
+        raise AssertionError(f"{{what}}{{where}}") from None
 '''
 
 _TEST_CASE = '''
@@ -189,7 +190,7 @@ _TEST_CASE = '''
 
 @test_case(hidden={hidden!r})
 def {function}(env):
-    _run({variable}, {label!r}, env)
+    _run({variable}, {label!r}, env)  # the exercise's check; what failed, and where, follows
 '''
 
 

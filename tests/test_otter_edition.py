@@ -164,8 +164,8 @@ def _load(text: str, tmp_path: Path):
 @needs_otter
 @pytest.mark.parametrize("answer, passed, message", [
     (lambda x: 2 * x, True, None),
-    (lambda x: 2 * abs(x), False, "line 1: assert double(-2.5) == -5.0"),  # hidden fails
-    (lambda x: x + 3, False, "line 1: assert double(-2.5) == -5.0"),
+    (lambda x: 2 * abs(x), False, "at line 1 of the check: assert double(-2.5) == -5.0"),  # hidden fails
+    (lambda x: x + 3, False, "at line 1 of the check: assert double(-2.5) == -5.0"),
 ])
 def test_otter_grades_the_generated_test_file(tmp_path, answer, passed, message):
     question = questions(_chapter(), "x.ipynb")[0]
@@ -197,7 +197,8 @@ def test_a_stub_fails_with_its_not_implemented_error(tmp_path):
     graded.run({"double": stub})
     assert not graded.passed_all
     assert "NotImplementedError" in graded.test_case_results[0].message
-    assert "line 2: assert double(3) == 6" in graded.test_case_results[0].message
+    message = graded.test_case_results[0].message
+    assert "NotImplementedError at line 2 of the check: assert double(3) == 6" in message
 
 
 # ---- the real chapters ---------------------------------------------------------------------

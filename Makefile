@@ -15,7 +15,7 @@ export CUDA_VISIBLE_DEVICES  :=
 export PYTHONHASHSEED        := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab pdf vendor-mathjax
+.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab pdf vendor-mathjax browser-check
 
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
@@ -28,6 +28,7 @@ help:
 	@echo "make otter    the Otter-Grader edition for Colab classes to _build/otter/"
 	@echo "make otter-check  otter run on it: full points, zero, one exercise solved"
 	@echo "make pdf      the whole book as one PDF in _build/latex (installs TeX Live if missing)"
+	@echo "make browser-check  every page of the book in headless Chromium, offline (installs it)"
 	@echo "make clean    remove _build and caches (keeps .venv)"
 
 install: $(STAMP)
@@ -146,3 +147,12 @@ vendor-mathjax:
 	    book/_static/mathjax/ \
 	  && cp -r $$tmp/package/es5/output/chtml/fonts/woff-v2 book/_static/mathjax/output/chtml/fonts/ \
 	  && rm -rf $$tmp
+
+# Every page of the HTML book in Debian's headless Chromium with the network cut off: formulas
+# typeset, images loaded, internal links and anchors found, no sideways scroll at 1280 px.
+browser-check: $(STAMP)
+	@command -v chromium >/dev/null || { echo "installing chromium from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium; }
+	$(PY) -m tests.book build
+	$(PY) -m tests.browser_check _build/html

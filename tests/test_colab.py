@@ -255,6 +255,22 @@ def test_bootstrap_names_a_utils_beside_the_notebook(colab, name):
 
 
 @pytest.mark.slow
+def test_bootstrap_replaces_an_unrelated_utils_distribution(colab):
+    # PyPI has an unrelated distribution `utils` whose package is also called `utils`. Where pip
+    # installed it (site-packages), the course's install writes its own package in its place.
+    foreign = colab.site / "utils"
+    foreign.mkdir()
+    (foreign / "__init__.py").write_text('__version__ = "1.0.2"\n')
+    (colab.site / "utils-1.0.2.dist-info").mkdir()
+    result = colab(before="""
+        import utils
+        assert not hasattr(utils, "COURSE"), "the course's utils visible before the bootstrap"
+    """)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-2] == str(foreign / "__init__.py")
+
+
+@pytest.mark.slow
 def test_bootstrap_reports_another_version_of_the_course(colab):
     # The course's utils at another version is already installed (an older chapter's
     # bootstrap, or a stale environment): the cell installs nothing and names the version.

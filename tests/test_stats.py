@@ -235,3 +235,25 @@ def test_finite_and_nonnegative_checks():
     for bad in (-1e-12, math.inf, math.nan, False, "0"):
         with pytest.raises(ValueError, match="smoothing must be a finite number >= 0, got"):
             require_nonnegative(bad, "smoothing")
+
+
+def test_quote_holds_allows_a_machine_change_of_the_mean():
+    from utils.stats import mean_ci, quote_holds
+
+    runs = np.array([0.55, 0.57, 0.56, 0.54, 0.58, 0.56, 0.55, 0.57, 0.56, 0.56])
+    interval = mean_ci(runs)  # mean 0.56, half-width 0.0089, t(0.975, 9) = 2.262
+    machine_sd = math.sqrt(2) * interval.half_width / 2.2621571627409915
+    assert quote_holds(interval, "0.56") and quote_holds(interval, "0.6")
+    assert quote_holds(interval, f"{0.56 + 4 * machine_sd - 0.001:.3f}")
+    assert not quote_holds(interval, f"{0.56 + 4 * machine_sd + 0.002:.3f}")
+    assert not quote_holds(interval, "0.50") and not quote_holds(interval, "2")
+    assert quote_holds(interval, "1")  # an integer quote is rounded to units: 0.5 to 1.5
+
+
+@pytest.mark.parametrize("quoted, message", [(0.56, "quoted must be a decimal number"),
+                                             ("about 0.5", "quoted must be a decimal number")])
+def test_quote_holds_wants_the_quote_as_written(quoted, message):
+    from utils.stats import mean_ci, quote_holds
+
+    with pytest.raises(ValueError, match=message):
+        quote_holds(mean_ci([1.0, 2.0, 3.0]), quoted)

@@ -24,6 +24,7 @@ Only NumPy and SciPy are imported.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "variance_tolerance",
     "std_tolerance",
     "sum_kurtosis",
+    "quote_holds",
     "KURTOSIS",
     "TruncatedNormalMoments",
     "truncated_normal_moments",
@@ -549,6 +551,53 @@ def std_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> float:
         As :func:`variance_tolerance`.
     """
     return variance_tolerance(n, sigmas, kurtosis) / 2
+
+
+def quote_holds(interval: Interval, quoted: str, sigmas: float = 4.0) -> bool:
+    """Whether a number the prose quotes for a mean over seeds holds on any machine (Chapter 5).
+
+    A trained result is trajectory-dependent: another CPU, BLAS kernel or framework version
+    changes the last bits of the first step, and training amplifies them. In the worst case each
+    seed's run becomes a new draw from the seeds' distribution, so the mean over the ``n`` seeds
+    moves by the difference of two independent means, whose standard deviation is
+    ``sqrt(2) * s / sqrt(n) = sqrt(2) * h / t`` (``s`` the seeds' standard deviation, ``h`` the
+    interval's half-width, ``t`` its Student quantile). The quote holds if it lies within
+    ``sigmas`` of those standard deviations of the measured mean, plus half a unit of the
+    quote's last digit (it is rounded).
+
+    Parameters
+    ----------
+    interval
+        The measured mean with its Student-t interval (:func:`mean_ci`, or the ``difference``
+        of :func:`paired_difference`).
+    quoted
+        The number exactly as the text writes it, e.g. ``"0.56"`` or ``"110"``.
+    sigmas
+        How many standard deviations of the machine-to-machine change to allow (4: a
+        two-sided normal probability of about 6e-5 that a true statement fails).
+
+    Returns
+    -------
+    bool
+        True if the quote is consistent with the measurement to that tolerance.
+
+    Raises
+    ------
+    ValueError
+        If ``quoted`` is not a decimal number, ``sigmas`` is not positive, or the interval has
+        fewer than two values.
+    """
+    if not isinstance(quoted, str) or not re.fullmatch(r"[+-]?\d+(\.\d+)?", quoted.strip()):
+        raise ValueError(f"quoted must be a decimal number written as text, got {quoted!r}")
+    sigmas = require_positive(sigmas, "sigmas")
+    if interval.n < 2:
+        raise ValueError(f"interval must come from at least two values, got n={interval.n}")
+    from scipy import stats as scipy_stats
+
+    decimals = len(quoted.strip().partition(".")[2])
+    t = scipy_stats.t.ppf(0.5 + interval.confidence / 2, interval.n - 1)
+    machine_sd = math.sqrt(2) * (interval.high - interval.low) / 2 / t
+    return bool(abs(interval.mean - float(quoted)) <= sigmas * machine_sd + 0.5 * 10.0**-decimals)
 
 
 def sum_kurtosis(term_kurtosis: float, n_terms: int) -> float:

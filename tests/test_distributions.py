@@ -19,6 +19,7 @@ from utils.distributions import (GIVEN_SOURCE, KERAS_SOURCE, KERAS_TRUNCATION_ST
                                  param_distribution, torch_default_distribution,
                                  truncated_normal, uniform, unknown)
 from utils.frameworks import parameters
+from utils.initializers import torch_default_bound
 
 Z5_ALPHA = math.erfc(5 / math.sqrt(2))
 
@@ -470,7 +471,12 @@ def test_torch_formulas_from_the_brief():
     layer = nn.Linear(300, 20)
     weight, bias = (param_distribution(p) for p in parameters(layer))
     assert weight.bounds == pytest.approx((-1 / math.sqrt(300), 1 / math.sqrt(300)))
-    assert bias.bounds == weight.bounds
+    # The same bound, computed two ways as torch computes them: the weight's as
+    # sqrt(3) * sqrt(2 / (1 + 5)) / sqrt(fan_in) (torch_default_bound), the bias's as
+    # 1 / sqrt(fan_in). Each of those float64 operations rounds by at most half an ulp
+    # (relative 1.1e-16), so the two agree to within 6 roundings: relative 1e-15.
+    assert bias.bounds == pytest.approx(weight.bounds, rel=1e-15, abs=0)
+    assert weight.high == torch_default_bound(300)
     # brief §6: variance 1/(3 fan_in), a third of LeCun's 1/fan_in and a sixth of He's 2/fan_in
     assert weight.variance == pytest.approx(1 / (3 * 300))
     assert weight.variance * 6 == pytest.approx(2 / 300)

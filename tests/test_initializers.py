@@ -304,3 +304,27 @@ def test_generator_must_be_a_torch_generator():
 
     with pytest.raises(ValueError, match="generator must be a torch.Generator or None, got Random"):
         torch_default_init_(nn.Linear(2, 2), generator=random.Random(0))
+
+
+def test_torch_default_rule_is_what_torch_default_init_draws():
+    import torch
+    import torch.nn as nn
+
+    from utils.initializers import TorchDefault, torch_default_rule
+
+    layer = nn.Linear(300, 20)
+    assert torch_default_rule(layer, "weight") == TorchDefault(
+        "uniform", torch_default_bound(300), "kaiming_uniform_(a=√5)", 300, 20)
+    assert torch_default_rule(layer, "bias").value == 1 / math.sqrt(300)
+    assert torch_default_rule(nn.LSTM(4, 25), "weight_hh_l0").value == 1 / 5
+    norm = nn.BatchNorm1d(3)
+    assert [torch_default_rule(norm, n).value for n in ("weight", "bias", "running_var")] == \
+        [1.0, 0.0, 1.0]
+    assert torch_default_rule(nn.ReLU(), "weight", (2, 2)) is None
+    assert torch_default_rule(layer, "not_a_param", (2,)) is None
+    with pytest.raises(ValueError, match="name must name a tensor of module"):
+        torch_default_rule(layer, "not_a_param")
+    # The draws stay inside the bound the rule states, as the float32 weight stores it.
+    torch_default_init_(layer, torch.Generator().manual_seed(0))
+    bound = np.float32(torch_default_rule(layer, "weight").value)
+    assert float(layer.weight.abs().max()) <= bound

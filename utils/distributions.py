@@ -27,7 +27,8 @@ name).
 The fans are computed exactly as each framework computes them from the tensor's shape (Keras:
 ``(..., in, out)`` with the leading axes as receptive field; torch: ``(out, in, ...)``), so a
 Keras kernel and a torch weight of the same layer get the same fan-in. Both rules are
-:func:`utils.initializers.compute_fans`: the module that re-creates torch's defaults
+:func:`utils.initializers.compute_fans`, and torch's constructor defaults are
+:func:`utils.initializers.torch_default_rule`: the module that re-creates torch's defaults
 (:func:`~utils.initializers.torch_default_init_`) is the one place they are written, and this
 module describes what it draws.
 """
@@ -41,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 
 from utils.frameworks import ParamInfo, framework_of
-from utils.initializers import compute_fans
+from utils.initializers import compute_fans, torch_default_rule
 from utils.stats import truncated_normal_moments
 from utils.variance import TRUNCATED_NORMAL_STD
 
@@ -656,19 +657,18 @@ def torch_default_distribution(module: Any, name: str,
     """The distribution torch's constructor gives parameter ``name`` of ``module`` by default.
 
     torch does not record how a tensor was initialised: this is what ``reset_parameters`` of
-    the module's class does (read from torch's source and checked against samples in
-    ``tests/test_distributions.py``), so it is right for a freshly constructed module only.
-    The result has ``source == "torch constructor default"``.
+    the module's class does, as :func:`utils.initializers.torch_default_rule` writes it down
+    (the rules :func:`utils.initializers.torch_default_init_` draws with, checked against
+    samples in ``tests/test_distributions.py``), so it is right for a freshly constructed
+    module only. The result has ``source == "torch constructor default"``; a uniform rule
+    with bound 0 (an empty fan) is the constant 0.
 
-    Covered: ``Linear`` and ``Conv*``/``ConvTranspose*`` (``kaiming_uniform_(a=sqrt(5))``, i.e.
-    U(±1/sqrt(fan_in)), bias U(±1/sqrt(fan_in)) with the weight's fan-in), ``Bilinear``,
-    ``Embedding``/``EmbeddingBag`` (N(0, 1), a ``padding_idx`` row zeroed), ``RNN``/``LSTM``/
-    ``GRU`` and their cells (U(±1/sqrt(hidden_size)) for every parameter), batch/instance/
-    layer/group/RMS norms (weight ones, bias zeros; running mean zeros, running var ones),
-    ``PReLU`` (constant ``init``) and ``MultiheadAttention`` (``xavier_uniform_`` input
-    projections, zero biases, ``xavier_normal_`` ``bias_k``/``bias_v``). Returns None for other
-    module types. A container such as ``nn.Transformer`` that re-initialises its children in
-    its own constructor is not seen from the child and is described by the child's default.
+    Covered: ``Linear`` and ``Conv*``/``ConvTranspose*``, ``Bilinear``, ``Embedding``/
+    ``EmbeddingBag``, ``RNN``/``LSTM``/``GRU`` and their cells, batch/instance/layer/group/RMS
+    norms, ``PReLU`` and ``MultiheadAttention`` (the rules are listed in
+    :func:`~utils.initializers.torch_default_rule`). Returns None for other module types. A
+    container such as ``nn.Transformer`` that re-initialises its children in its own
+    constructor is not seen from the child and is described by the child's default.
 
     Parameters
     ----------
@@ -691,59 +691,17 @@ def torch_default_distribution(module: Any, name: str,
         If ``shape`` has fewer than two dimensions where the rule needs fans (the
         ``MultiheadAttention`` projections).
     """
-    import torch.nn as nn
-
-    shape = tuple(int(d) for d in shape)
+    rule = torch_default_rule(module, name, shape)
+    if rule is None:
+        return None
     src = TORCH_DEFAULT_SOURCE
-    kaiming = "kaiming_uniform_(a=√5)"
-    if isinstance(module, nn.MultiheadAttention):
-        if name in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
-            fan_in, fan_out = compute_fans(shape, "torch")
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
-            return uniform(-limit, limit, "xavier_uniform_", src, fan_in, fan_out)
-        if name == "in_proj_bias":
-            return constant(0.0, "zeros (MultiheadAttention)", src)
-        if name in ("bias_k", "bias_v"):
-            fan_in, fan_out = compute_fans(shape, "torch")
-            return normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), "xavier_normal_", src,
-                          fan_in, fan_out)
-        return None
-    if type(module).__name__ == "NonDynamicallyQuantizableLinear" and name == "bias":
-        # Only used as MultiheadAttention.out_proj, whose constructor zeroes this bias.
-        return constant(0.0, "zeros (MultiheadAttention.out_proj)", src)
-    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-        weight_shape = tuple(int(d) for d in module.weight.shape)
-        fan_in, fan_out = compute_fans(weight_shape, "torch")
-        # kaiming_uniform_(a=√5) is U(±1/√fan_in) (utils.initializers.torch_default_bound
-        # derives it and computes it bit for bit); the bias uses the same bound.
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        if name == "weight":
-            return _default_uniform(bound, kaiming, fan_in=fan_in, fan_out=fan_out)
-        if name == "bias":
-            return _default_uniform(bound, "uniform_(±1/√fan_in)", fan_in=fan_in)
-        return None
-    if isinstance(module, nn.Bilinear):
-        if name in ("weight", "bias"):
-            return _default_uniform(1.0 / math.sqrt(module.weight.size(1)),
-                                    "uniform_(±1/√in1_features)")
-        return None
-    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and name == "weight":
-        padding = getattr(module, "padding_idx", None)
-        label = "normal_" if padding is None else f"normal_ (row {padding} zeroed: padding_idx)"
-        return normal(0.0, 1.0, label, src)
-    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
-        hidden = module.hidden_size
-        return _default_uniform(1.0 / math.sqrt(hidden) if hidden > 0 else 0.0,
-                                "uniform_(±1/√hidden_size)")
-    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
-    if isinstance(module, norms):
-        values = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
-        if name in values:
-            return constant(values[name], "ones_" if values[name] == 1.0 else "zeros_", src)
-        return None
-    if isinstance(module, nn.PReLU) and name == "weight":
-        return constant(float(module.init), "constant_(init)", src)
-    return None
+    if rule.kind == "constant":
+        return constant(rule.value, rule.label, src)
+    fans = {key: value for key, value in (("fan_in", rule.fan_in), ("fan_out", rule.fan_out))
+            if value is not None}
+    if rule.kind == "normal":
+        return normal(0.0, rule.value, rule.label, src, **fans)
+    return _default_uniform(rule.value, rule.label, **fans)
 
 
 # ---- any parameter ---------------------------------------------------------------------------

@@ -8,7 +8,10 @@ written-out versions:
 - :func:`torch_default_bound` -- the bound of PyTorch's default ``U(-b, b)`` weight
   initialisation, with the exact floating-point arithmetic PyTorch uses;
 - :func:`torch_default_init_` -- re-initialise every parameter of a ``torch.nn.Module`` tree the
-  way the constructors did, bit for bit, with every distribution and draw written out.
+  way the constructors did, bit for bit, with every distribution and draw written out;
+- :func:`torch_default_rule` -- what the constructor draws one parameter from, as a
+  :class:`TorchDefault`. The course writes PyTorch's defaults down here only:
+  :func:`utils.distributions.torch_default_distribution` describes what these rules draw.
 
 Gains and variance-scaling standard deviations live in :mod:`utils.variance` (Chapter 2).
 
@@ -26,12 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
 from utils.frameworks import framework_of
 
-__all__ = ["Layout", "compute_fans", "torch_default_bound", "torch_default_init_"]
+__all__ = ["Layout", "compute_fans", "torch_default_bound", "torch_default_init_", "TorchDefault",
+           "torch_default_rule"]
 
 Layout = Literal["keras", "torch"]
 
@@ -173,9 +178,18 @@ def _init_linear(module: Any, generator: Any) -> None:
         _default_bias_(module.bias, module.weight, generator)
 
 
-def _init_bilinear(module: Any, generator: Any) -> None:
+def _bilinear_bound(module: Any) -> float:
     # Bilinear's bound uses in1_features only (weight is (out, in1, in2)), not the fan-in.
-    bound = 1 / math.sqrt(module.weight.size(1))
+    return 1 / math.sqrt(module.weight.size(1))
+
+
+def _recurrent_bound(module: Any) -> float:
+    # The bound ignores the input size and proj_size.
+    return 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0
+
+
+def _init_bilinear(module: Any, generator: Any) -> None:
+    bound = _bilinear_bound(module)
     _uniform_(module.weight, bound, generator)
     if module.bias is not None:
         _uniform_(module.bias, bound, generator)
@@ -205,8 +219,8 @@ def _init_embedding(module: Any, generator: Any) -> None:
 
 def _init_recurrent(module: Any, generator: Any) -> None:
     # Every tensor, weights and biases of every layer and direction, in registration order,
-    # from U(+-1/sqrt(hidden_size)): the bound ignores the input size and proj_size.
-    bound = 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0
+    # from U(+-1/sqrt(hidden_size)).
+    bound = _recurrent_bound(module)
     for tensor in module.parameters():
         _uniform_(tensor, bound, generator)
 
@@ -253,6 +267,122 @@ def _init_multihead_attention(module: Any, generator: Any) -> None:
     for extra in (module.bias_k, module.bias_v):
         if extra is not None:
             extra.normal_(0.0, _xavier_std(tuple(extra.shape)), generator=generator)
+
+
+@dataclass(frozen=True)
+class TorchDefault:
+    """What PyTorch's constructor draws one parameter from (see :func:`torch_default_rule`).
+
+    Attributes
+    ----------
+    kind
+        ``"uniform"``: U(-value, value); ``"normal"``: N(0, value²); ``"constant"``: every
+        entry is ``value``.
+    value
+        The bound, the standard deviation or the constant, computed with the same
+        floating-point operations as the draw in :func:`torch_default_init_`.
+    label
+        The ``torch.nn.init`` call or rule, e.g. ``"kaiming_uniform_(a=√5)"``.
+    fan_in, fan_out
+        The fans ``value`` was computed from, or None where it does not depend on them.
+    """
+
+    kind: Literal["uniform", "normal", "constant"]
+    value: float
+    label: str
+    fan_in: int | None = None
+    fan_out: int | None = None
+
+
+def torch_default_rule(module: Any, name: str,
+                       shape: Sequence[int] | None = None) -> TorchDefault | None:
+    """What PyTorch's constructor of ``module`` draws parameter (or buffer) ``name`` from.
+
+    The rules :func:`torch_default_init_` draws with, one parameter at a time: ``Linear`` and
+    ``Conv*``/``ConvTranspose*`` weights ``kaiming_uniform_(a=sqrt(5))``, i.e.
+    U(±:func:`torch_default_bound`), and their biases U(±1/sqrt(fan_in)) with the weight's
+    fan-in; ``Bilinear`` U(±1/sqrt(in1_features)); ``Embedding``/``EmbeddingBag`` N(0, 1) (a
+    ``padding_idx`` row zeroed); ``RNN``/``LSTM``/``GRU`` and their cells U(±1/sqrt(hidden_size))
+    for every parameter; batch/instance/layer/group/RMS norms weight ones, bias zeros, running
+    mean zeros and running variance ones; ``PReLU`` the constant ``init``; and
+    ``MultiheadAttention`` ``xavier_uniform_`` input projections, zero biases and
+    ``xavier_normal_`` ``bias_k``/``bias_v``. Chapter 1 explains them.
+
+    Parameters
+    ----------
+    module
+        A ``torch.nn.Module``, the parameter's owner.
+    name
+        The parameter's or buffer's own name (``"weight"``, ``"bias"``, ``"running_var"``...).
+    shape
+        Its shape; read from ``module`` if None.
+
+    Returns
+    -------
+    TorchDefault or None
+        None if the module type, or this name of it, is not covered.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` is None and ``module`` has no tensor ``name``, or the shape has fewer than
+        two dimensions where the rule needs fans (the ``MultiheadAttention`` projections).
+    """
+    import torch.nn as nn
+    from torch.nn.modules.batchnorm import _NormBase
+    from torch.nn.modules.conv import _ConvNd
+
+    if shape is None:
+        tensor = getattr(module, name, None)
+        if not hasattr(tensor, "shape"):
+            raise ValueError(f"name must name a tensor of module, got {name!r} for "
+                             f"{type(module).__name__}")
+        shape = tensor.shape
+    shape = tuple(int(d) for d in shape)
+    if isinstance(module, nn.MultiheadAttention):
+        if name in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+            return TorchDefault("uniform", _xavier_bound(shape), "xavier_uniform_",
+                                *compute_fans(shape, "torch"))
+        if name == "in_proj_bias":
+            return TorchDefault("constant", 0.0, "zeros (MultiheadAttention)")
+        if name in ("bias_k", "bias_v"):
+            return TorchDefault("normal", _xavier_std(shape), "xavier_normal_",
+                                *compute_fans(shape, "torch"))
+        return None
+    if type(module).__name__ == "NonDynamicallyQuantizableLinear" and name == "bias":
+        # Only used as MultiheadAttention.out_proj, whose constructor zeroes this bias.
+        return TorchDefault("constant", 0.0, "zeros (MultiheadAttention.out_proj)")
+    if isinstance(module, (nn.Linear, _ConvNd)):
+        fan_in, fan_out = compute_fans(tuple(int(d) for d in module.weight.shape), "torch")
+        if name == "weight":
+            bound = torch_default_bound(fan_in) if fan_in > 0 else 0.0
+            return TorchDefault("uniform", bound, "kaiming_uniform_(a=√5)", fan_in, fan_out)
+        if name == "bias":
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            return TorchDefault("uniform", bound, "uniform_(±1/√fan_in)", fan_in)
+        return None
+    if isinstance(module, nn.Bilinear):
+        if name in ("weight", "bias"):
+            return TorchDefault("uniform", _bilinear_bound(module), "uniform_(±1/√in1_features)")
+        return None
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and name == "weight":
+        padding = getattr(module, "padding_idx", None)
+        label = "normal_" if padding is None else f"normal_ (row {padding} zeroed: padding_idx)"
+        return TorchDefault("normal", 1.0, label)
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+        return TorchDefault("uniform", float(_recurrent_bound(module)),
+                            "uniform_(±1/√hidden_size)")
+    norms = (_NormBase, nn.LayerNorm, nn.GroupNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm")
+                                                       else ())
+    if isinstance(module, norms):
+        values = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+        if name in values:
+            return TorchDefault("constant", values[name],
+                                "ones_" if values[name] == 1.0 else "zeros_")
+        return None
+    if isinstance(module, nn.PReLU) and name == "weight":
+        return TorchDefault("constant", float(module.init), "constant_(init)")
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -416,7 +546,6 @@ def torch_default_init_(module: Any, generator: Any = None) -> Any:
 # =============================================================================================
 
 import re  # noqa: E402  (Chapter 6's imports sit with its code; NumPy only, frameworks lazy)
-from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -110,7 +110,7 @@ otter: $(OTTER_STAMP)
 	$(PY) -m tests.otter_edition build
 
 # The proof, offline and without containers: otter run grades every chapter's solutions (full
-# points), its student notebook (zero) and, for Chapter 4, one notebook per exercise solved.
+# points), its student notebook (zero) and a Chapter 4 notebook with one exercise solved.
 otter-check: $(OTTER_STAMP)
 	$(PY) -m pytest tests/test_otter_edition.py -q
 	nice -n 15 $(PY) -m tests.otter_edition check

@@ -6,10 +6,11 @@
     (the same notebook with the solutions, for the instructor) and
     ``DIR/<chapter>/<chapter>-autograder.zip`` (public and hidden checks, for Gradescope or
     ``otter run``). ``DIR`` is ``_build/otter/`` (not committed).
-``python -m tests.otter_edition check [--partial CHAPTER ...]`` (``make otter-check``)
+``python -m tests.otter_edition check [--partial CHAPTER[:QUESTION] ...]`` (``make otter-check``)
     Grade with ``otter run`` (locally, no containers): every solution notebook must get full
-    points for every graded exercise, every student notebook zero, and on each ``--partial``
-    chapter a notebook with exactly one exercise solved exactly that exercise's points.
+    points for every graded exercise, every student notebook zero, and a notebook with exactly
+    one exercise solved exactly that exercise's points (by default Chapter 4 with only
+    ``ch4-focal`` solved; ``--partial CHAPTER`` solves each exercise of CHAPTER in turn).
 
 Nothing is written twice: the Otter edition is generated from the chapters, as the nbgrader
 student edition is (``tests/classroom.py``). A graded exercise (an nbgrader solution cell and its
@@ -67,7 +68,8 @@ _HIDDEN_END_WORDS = "END HIDDEN TESTS"
 # autograder's environment (Gradescope builds it; `otter run` uses the current one).
 RUNTIME_PACKAGES = ("tensorflow", "keras", "torch", "numpy", "scipy", "matplotlib",
                     "scikit-learn")
-PARTIAL_DEFAULT = ("04_prior_logit_bias",)
+# The partial case: Chapter 4 with only its second exercise solved (0 + 2 + 0 of 6 points).
+PARTIAL_DEFAULT = ("04_prior_logit_bias:ch4-focal",)
 
 _OTTER_PIN = re.compile(r"^otter-grader==(\S+)\s*$", re.M)
 
@@ -374,14 +376,18 @@ def write_chapter(path: Path, out: Path) -> dict:
     return written
 
 
-def _chapters() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("*.ipynb"))
+def _chapters(names: tuple[str, ...] = ()) -> list[Path]:
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    unknown = sorted(set(names) - {p.stem for p in paths})
+    if unknown:
+        raise ValueError(f"chapters: unknown {unknown}; chapters are {[p.stem for p in paths]}")
+    return [p for p in paths if not names or p.stem in names]
 
 
-def build(out: Path = OTTER_DIR) -> list[dict]:
-    """Write the Otter edition of every chapter to ``out``."""
+def build(out: Path = OTTER_DIR, chapters: tuple[str, ...] = ()) -> list[dict]:
+    """Write the Otter edition of every chapter (or of the named ones) to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    return [write_chapter(path, out) for path in _chapters()]
+    return [write_chapter(path, out) for path in _chapters(chapters)]
 
 
 def grade(notebook: Path, autograder: Path, workdir: Path) -> dict[str, tuple[float, float]]:
@@ -399,23 +405,37 @@ def grade(notebook: Path, autograder: Path, workdir: Path) -> dict[str, tuple[fl
     return scores
 
 
-def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT) -> int:
+def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT,
+          chapters: tuple[str, ...] = ()) -> int:
     """Build the edition, grade it, print the table; return the number of wrong scores."""
     start = time.perf_counter()
-    written = {w["student"].stem: w for w in build(out)}
-    unknown = [c for c in partial if c not in written]
-    if unknown:
-        raise ValueError(f"partial: unknown chapter(s) {unknown}; chapters are {sorted(written)}")
+    written = {w["student"].stem: w for w in build(out, chapters)}
+    solved: dict[str, set[str] | None] = {}  # chapter -> questions to solve one at a time
+    for spec in partial:
+        chapter, _, question = spec.partition(":")
+        if chapter not in written and chapters:
+            continue  # a chapter left out with --chapters
+        if chapter not in written:
+            raise ValueError(f"partial: unknown chapter {chapter!r}; chapters are "
+                             f"{sorted(written)}")
+        names = {q.name for q in written[chapter]["questions"]}
+        if question and question not in names:
+            raise ValueError(f"partial: {chapter} has no question {question!r}; it has "
+                             f"{sorted(names)}")
+        solved[chapter] = None if not question or solved.get(chapter, set()) is None else (
+            solved.get(chapter, set()) | {question})
     rows, wrong = [], 0
     for chapter, files in written.items():
         found, autograder = files["questions"], files["autograder"]
         maxima = {q.name: q.points for q in found}
         runs = [("solutions", files["solution"], dict(maxima)),
                 ("student", files["student"], {q.name: 0.0 for q in found})]
-        if chapter in partial:
+        if chapter in solved:
             chapter_nb = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
             student_nb = nbformat.read(files["student"], as_version=4)
             for question in found:
+                if solved[chapter] is not None and question.name not in solved[chapter]:
+                    continue
                 spliced = splice_solution(student_nb, chapter_nb, question)
                 target = out / chapter / "partial" / question.name / f"{chapter}.ipynb"
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -424,7 +444,8 @@ def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT) -> 
                              {q.name: (q.points if q is question else 0.0) for q in found}))
         for label, notebook, expected in runs:
             began = time.perf_counter()
-            graded = grade(notebook, autograder, out / chapter / "graded" / label.replace(" ", "-"))
+            workdir = out / chapter / "graded" / label.replace(" ", "-")
+            graded = grade(notebook, autograder, workdir)
             seconds = time.perf_counter() - began
             scores = {name: score for name, (score, _) in graded.items()}
             ok = scores == expected and {n: m for n, (_, m) in graded.items()} == maxima
@@ -449,13 +470,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "check"])
     parser.add_argument("--out", type=Path, default=OTTER_DIR)
+    parser.add_argument("--chapters", nargs="*", default=[],
+                        help="chapters (file stems) to build or check; default: all")
     parser.add_argument("--partial", nargs="*", default=list(PARTIAL_DEFAULT),
-                        help="chapters (file stems) graded once per exercise with only it solved")
+                        help="CHAPTER (file stem: once per exercise, only it solved) or "
+                             "CHAPTER:QUESTION (only that exercise solved)")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            return 1 if check(args.out, tuple(args.partial)) else 0
-        for files in build(args.out):
+            return 1 if check(args.out, tuple(args.partial), tuple(args.chapters)) else 0
+        for files in build(args.out, tuple(args.chapters)):
             points = sum(q.points for q in files["questions"])
             hidden = sum(q.hidden is not None for q in files["questions"])
             folder = files["student"].parent.parent

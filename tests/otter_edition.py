@@ -154,10 +154,10 @@ def _literal(code: str) -> str:
 
 
 _TEST_FILE_HEAD = '''\
-"""Otter-Grader test of the graded exercise {name!r} ({chapter}).
+"""The checks of the graded exercise {name!r} ({chapter}) for Otter-Grader.
 
-Generated from the chapter's locked test cell; the code runs in the notebook's own namespace,
-exactly as the test cell does in the chapter.
+The code is that of the exercise's locked test cell in the chapter; it runs in the notebook's
+own namespace, exactly as that cell does.
 """
 import linecache
 import traceback

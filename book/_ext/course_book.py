@@ -173,6 +173,10 @@ def pdf_edition(app: Any) -> Path | None:
 
 
 def _on_config_inited(app: Any, config: Any) -> None:
+    # YAML has no tuples: _config.yml's [type, target] pairs reach Sphinx as lists, which its
+    # `(type, target) in nitpick_ignore` test never matches.
+    config.nitpick_ignore = [tuple(entry) if isinstance(entry, list) else entry
+                             for entry in config.nitpick_ignore]
     # At config-inited, before the builder records the tags: a change rewrites every page.
     pdf = pdf_edition(app)
     if pdf is not None and pdf.is_file():

@@ -40,10 +40,6 @@ ACCEPTS_ANY_INPUT = {
     "utils.distributions.unknown",  # stores a name and a source; any object is a valid label
 }
 
-# Modules whose docstrings are not yet complete (rule 2 only); rules 1 and 3 apply to them.
-# Their owners are adding the missing sections; remove a name here when its module passes.
-DOCSTRINGS_PENDING = {"audit", "colab"}
-
 
 def _module(name: str):
     return importlib.import_module(f"utils.{name}")
@@ -83,7 +79,7 @@ def test_every_module_declares_what_is_public(name):
     assert len(set(module.__all__)) == len(module.__all__), f"utils.{name}.__all__ repeats"
 
 
-@pytest.mark.parametrize("name", [m for m in MODULES if m not in DOCSTRINGS_PENDING])
+@pytest.mark.parametrize("name", MODULES)
 def test_public_functions_have_full_docstrings(name):
     module = _module(name)
     problems = []

@@ -53,9 +53,10 @@ __all__ = [
 #: Chapter 1 uses this one rule for every "no value beyond the bound" check.
 FLOAT32_SLACK: float = 16 * 2.0**-24
 
-# One set of sizes for both frameworks, so that paired rows describe the same layer. The sizes
-# are deliberately unequal (48 != 80, 40 != 24, ...) so that candidate rules such as
-# 1/sqrt(fan_in) and sqrt(6/(fan_in+fan_out)) give clearly different scales.
+#: The sizes of the layers :func:`default_initializers` builds to probe. They are the same in
+#: both frameworks, so that paired rows describe the same layer, and deliberately unequal (48
+#: inputs, 80 outputs, ...), so that candidate rules such as ``1/sqrt(fan_in)`` and
+#: ``sqrt(6/(fan_in + fan_out))`` give clearly different scales.
 PROBE_SIZES: dict[str, int] = {
     "in_features": 48,
     "out_features": 80,
@@ -74,12 +75,14 @@ PROBE_SIZES: dict[str, int] = {
     "value_dim": 12,
 }
 
-# (Keras layer, torch module, [(Keras parameter, torch parameter), ...]) for the side-by-side
-# table. A None on one side means the other framework has no counterpart tensor.
+# Parameter pairs that several layers share; a None means that framework has no such tensor.
 _DENSE_LIKE = [("kernel", "weight"), ("bias", "bias")]
 _RECURRENT = [("kernel", "weight_ih_l0"), ("recurrent_kernel", "weight_hh_l0"),
               ("bias", "bias_ih_l0"), (None, "bias_hh_l0")]
 _NORM = [("gamma", "weight"), ("beta", "bias")]
+#: The rows :func:`side_by_side` puts next to each other, each as
+#: ``(Keras layer, torch module, [(Keras parameter, torch parameter), ...])``. ``None`` on one
+#: side means that framework has no counterpart tensor.
 KERAS_TORCH_PAIRS: list[tuple[str, str, list[tuple[str | None, str | None]]]] = [
     ("Dense", "Linear", _DENSE_LIKE),
     ("Conv1D", "Conv1d", _DENSE_LIKE),
@@ -319,10 +322,25 @@ def variance_standard_error(variance: float, n: int, kurtosis: float) -> float:
     (Chapter 2) with one standard error, in the units of the variance rather than relative to
     it; Chapter 1 uses ``5 *`` this as the tolerance of every variance claim.
 
+    Parameters
+    ----------
+    variance
+        The variance ``sigma**2`` of the distribution the draws come from, at least 0.
+    n
+        The number of draws, an integer at least 2.
+    kurtosis
+        The distribution's kurtosis (not the excess), finite and at least 1.
+
+    Returns
+    -------
+    float
+        The standard deviation of the sample variance, in the units of ``variance``.
+
     Raises
     ------
     ValueError
-        If ``n < 2``, ``variance < 0`` or ``kurtosis < 1`` (no distribution has kurtosis < 1).
+        If ``n`` is not an integer >= 2, ``variance`` is negative or NaN, or ``kurtosis`` is
+        below 1 (no distribution's is), NaN or infinite.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
@@ -341,10 +359,29 @@ def variance_matches(sample: Any, variance: float, kurtosis: float, z: float = 5
     claimed distribution's ``kurtosis``. With ``z = 5`` a true claim fails with probability
     below about 1e-6 (Chapter 1 checks every variance claim this way).
 
+    Parameters
+    ----------
+    sample
+        Array-like of finite values, assumed independent draws; flattened.
+    variance
+        The claimed variance, at least 0.
+    kurtosis
+        The kurtosis (not the excess) of the claimed distribution: 3 for a normal, 9/5 for a
+        uniform (:data:`utils.stats.KURTOSIS`).
+    z
+        How many standard errors to allow, positive.
+
+    Returns
+    -------
+    bool
+        Whether ``abs(s**2 - variance) <= z * variance_standard_error(variance, n, kurtosis)``
+        for the sample's variance ``s**2`` and size ``n``.
+
     Raises
     ------
     ValueError
-        If the sample has fewer than 2 values or is not finite, or ``z`` is not positive.
+        If the sample has fewer than 2 values or is not finite, ``z`` is not positive, or
+        ``variance`` or ``kurtosis`` is out of range (as in :func:`variance_standard_error`).
     """
     values = np.asarray(sample, dtype=np.float64).ravel()
     if values.size < 2 or not np.all(np.isfinite(values)):
@@ -363,6 +400,20 @@ def bound_matches(sample: Any, bound: float, alpha: float = 1e-6) -> bool:
     uniform draws ``|x|/bound`` is uniform on [0, 1], so ``P(max < 1 - e) = (1 - e)**n <=
     exp(-e n)``, which is ``alpha`` for that ``e``. A true claim fails with probability at
     most ``alpha``; a bound too large by more than about ``ln(1/alpha)/n`` fails.
+
+    Parameters
+    ----------
+    sample
+        Array-like of finite values, assumed independent draws; flattened.
+    bound
+        The claimed bound ``b`` of ``U(-b, b)``, a positive number.
+    alpha
+        The probability with which a true claim may fail, in (0, 1).
+
+    Returns
+    -------
+    bool
+        Whether ``bound * (1 - ln(1/alpha) / n) <= max|x| <= bound * (1 + FLOAT32_SLACK)``.
 
     Raises
     ------
@@ -407,6 +458,12 @@ def match_distribution(sample: Any, candidates: Sequence[Candidate],
         :class:`Candidate` objects.
     alpha
         Significance level of each test, in (0, 0.5).
+
+    Returns
+    -------
+    list of str
+        The ``label`` of every candidate the sample passes all tests for, in the order of
+        ``candidates``; empty if it passes none.
 
     Raises
     ------
@@ -741,6 +798,13 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
     headers
         Column titles; defaults to the keys.
 
+    Returns
+    -------
+    str
+        The header line, the separator line ``|---|...|`` and one line per row, joined by
+        newlines (no final newline). A ``|`` in a cell is escaped as ``\\|``, and a newline
+        becomes a space.
+
     Raises
     ------
     ValueError
@@ -762,6 +826,26 @@ def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
     HTML renders the same in Jupyter, Colab and the Jupyter Book, whose notebook outputs do
     not support Markdown tables. Same arguments, formatting and errors as
     :func:`markdown_table`; every cell is HTML-escaped.
+
+    Parameters
+    ----------
+    rows
+        Dicts holding every key in ``columns``.
+    columns
+        The keys to show, in order.
+    headers
+        Column titles; defaults to the keys.
+
+    Returns
+    -------
+    str
+        One ``<table class="table">`` element with a ``<thead>`` row of the titles and a
+        ``<tbody>`` row per row; floats are shown to 4 significant digits.
+
+    Raises
+    ------
+    ValueError
+        If ``columns`` is empty, ``headers`` has a different length, or a row lacks a column.
     """
     from html import escape
 

@@ -67,10 +67,23 @@ if found != (COURSE, COURSE_VERSION):
 def repository_url(config_path: str | Path) -> str:
     """Read ``repository: url:`` from a Jupyter Book ``_config.yml`` (no YAML library needed).
 
+    Parameters
+    ----------
+    config_path
+        The book's ``_config.yml``, read as UTF-8.
+
+    Returns
+    -------
+    str
+        The ``url`` of the top-level ``repository`` section, without enclosing quotes or a
+        trailing ``/``.
+
     Raises
     ------
     ValueError
         If the file has no ``repository`` section with a ``url``.
+    FileNotFoundError
+        If ``config_path`` does not exist (another ``OSError`` if it cannot be read).
     """
     text = Path(config_path).read_text(encoding="utf-8")
     match = re.search(r"^repository:\s*\n((?:[ \t]+.*\n?)+)", text, re.M)
@@ -80,7 +93,8 @@ def repository_url(config_path: str | Path) -> str:
     return url.group(1).strip("'\"").rstrip("/")
 
 
-#: What a bootstrap installs from the repository: the files whose last commit is the ref.
+#: The repository paths a bootstrap installs. The ref it pins, :func:`course_ref`, is the
+#: last commit that changed one of them.
 PACKAGE_FILES = ("utils", "pyproject.toml")
 
 
@@ -99,11 +113,24 @@ def course_ref(root: str | Path) -> str:
     installs the same package, so the notebooks can cite the commit before they are committed
     themselves; ``make bootstrap`` writes it into every chapter.
 
+    Parameters
+    ----------
+    root
+        The top folder of a git checkout of the course (the folder holding ``utils/`` and
+        ``pyproject.toml``).
+
+    Returns
+    -------
+    str
+        The commit's full hexadecimal hash.
+
     Raises
     ------
     ValueError
         If ``root`` is not a git checkout, is a shallow clone (whose history may not reach the
         commit), or no commit touches the package.
+    FileNotFoundError
+        If the ``git`` program is not installed.
     """
     root = Path(root)
     if _git(root, "rev-parse", "--is-shallow-repository") == "true":
@@ -133,6 +160,11 @@ def bootstrap_cell_source(url: str, ref: str, version: str | None = None) -> str
     version
         The ``utils.__version__`` the notebook requires; defaults to the installed one.
 
+    Returns
+    -------
+    str
+        The cell's Python source, without a final newline.
+
     Raises
     ------
     ValueError
@@ -151,7 +183,15 @@ def bootstrap_cell_source(url: str, ref: str, version: str | None = None) -> str
 
 
 def in_colab() -> bool:
-    """True when running inside a Google Colab runtime."""
+    """Whether this Python process is a Google Colab runtime.
+
+    Returns
+    -------
+    bool
+        True if ``google.colab``, the package Colab's runtime provides, has been imported
+        (it is in ``sys.modules``); the bootstrap cell decides whether to install by the same
+        test.
+    """
     return "google.colab" in sys.modules
 
 

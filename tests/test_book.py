@@ -29,7 +29,10 @@ def test_solution_markers_are_stripped_for_the_book_only():
         {"cell_type": "code", "source": ["def f():\n", "    ### BEGIN SOLUTION\n",
                                          "    return 1\n", "    ### END SOLUTION\n"]},
         {"cell_type": "markdown", "source": "### BEGIN SOLUTION\n"},
+        {"cell_type": "code", "source": "assert f() == 1\n### BEGIN HIDDEN TESTS\n"
+                                        "assert f() > 0\n### END HIDDEN TESTS"},
     ]}
     stripped = json.loads(strip_solution_markers(json.dumps(notebook)))
     assert stripped["cells"][0]["source"] == ["def f():\n", "    return 1\n"]
     assert stripped["cells"][1]["source"] == "### BEGIN SOLUTION\n"  # markdown untouched
+    assert stripped["cells"][2]["source"] == "assert f() == 1\nassert f() > 0\n"

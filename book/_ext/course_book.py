@@ -43,7 +43,7 @@ _CELL_ENVIRONMENTS = r"""
 \newenvironment{sphinxVerbatimOutput}{\begin{adjustwidth}{1.5em}{}}{\end{adjustwidth}}
 """
 
-_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+_MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
 
 
 def strip_solution_markers(notebook_json: str) -> str:

@@ -68,7 +68,7 @@ def test_ci_runs_the_readme_test_command_first_then_the_documented_checks():
     # `make test` (the pinned environment) first, then every check the README documents:
     # the chapters on Colab's versions, the Otter-Grader proof, the PDF and the browser check.
     ci = (ROOT / ".ci" / "run").read_text()
-    steps = re.findall(r"^step (\S+)$", ci, flags=re.M)
+    steps = re.findall(r"^step make (\S+)$", ci, flags=re.M)
     assert steps == ["test", "test-colab", "otter-check", "pdf", "browser-check"], steps
     readme = (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()

@@ -393,6 +393,10 @@ def test_check_initial_loss_flags_and_passes(framework):
         warnings.simplefilter("error")
         passed = check_initial_loss(model, x, y, activation)
     assert passed.ok and passed.message.startswith("OK")
+    # the message names what was compared: the bias's prediction, the prior's entropy and the
+    # random part, each as check_initial_loss formats it
+    for number in (f"{passed.predicted:.4g}", f"{passed.optimum:.4g}", f"{passed.excess:.3g}"):
+        assert number in passed.message, (number, passed.message)
     # zero kernel: the model is the constant predictor, its loss is the entropy exactly
     assert passed.measured == pytest.approx(passed.optimum, abs=16 * FLOAT32_EPS)
     assert passed.logit_std < 1e-5

@@ -87,6 +87,10 @@ def test_utils_carries_the_marker():
     ("http://insecure", "v1", None, "url must be an https://"),
     ("https://github.com/o/n", "", None, "ref must be"),
     ("https://github.com/o/n", "v 1", None, "ref must be"),
+    # a quote or a brace would end the string literal or open an f-string field in the cell
+    ("https://github.com/o/n\"; import os", "v1", None, "url must be"),
+    ("https://github.com/o/n", "{__import__('os')}", None, "ref must be"),
+    ("https://github.com/o/n", "v1\"", None, "ref must be"),
     ("https://github.com/o/n", "abc", "latest", "version must be dotted numbers"),
 ])
 def test_bootstrap_cell_rejects_bad_arguments(url, ref, version, message):

@@ -168,15 +168,24 @@ def bootstrap_cell_source(url: str, ref: str, version: str | None = None) -> str
     Raises
     ------
     ValueError
-        If ``url`` is not an https URL, ``ref`` is empty or contains whitespace, or
+        If ``url`` is not an https URL (or holds a space, quote, backslash or brace), ``ref``
+        is empty or holds another character than letters, digits and ``. _ / + -``, or
         ``version`` is not dotted numbers (``"0.2.0"``).
     """
     if version is None:
         from utils import __version__ as version
-    if not re.fullmatch(r"https://\S+", url):
-        raise ValueError(f"url must be an https:// repository URL, got {url!r}")
-    if not ref or re.search(r"\s", ref):
-        raise ValueError(f"ref must be a non-empty tag or commit without spaces, got {ref!r}")
+    # Both strings are pasted into string literals of the cell (the ref into an f-string), so
+    # quotes, backslashes and braces would change the cell's code: allow only what URLs and git
+    # refs need.
+    if not re.fullmatch(r"https://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+", url):
+        raise ValueError(
+            f"url must be an https:// repository URL without spaces, quotes, backslashes or "
+            f"braces, got {url!r}"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9._/+-]+", ref):
+        raise ValueError(
+            f"ref must be a non-empty tag or commit of letters, digits and . _ / + -, got {ref!r}"
+        )
     if not re.fullmatch(r"\d+(\.\d+)*", str(version)):
         raise ValueError(f"version must be dotted numbers such as '0.2.0', got {version!r}")
     return _BOOTSTRAP_TEMPLATE.format(package=PACKAGE_NAME, url=url, ref=ref, version=version)

@@ -25,7 +25,8 @@ from utils.audit import (
     variance_standard_error,
 )
 
-KEYS = {"framework", "layer", "parameter", "initializer", "details", "shape", "std", "n"}
+KEYS = {"framework", "layer", "parameter", "trainable", "initializer", "details", "shape", "std",
+        "n"}
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +214,22 @@ def test_torch_audit_is_deterministic_and_leaves_the_generator_alone():
     assert default_initializers("torch", seed=1, min_samples=500) == first
 
 
+def test_non_trainable_state_is_audited_and_marked(keras_rows, torch_rows):
+    # Keras: BatchNormalization's moving statistics, and no other non-trainable variable
+    keras_state = {(r["layer"], r["parameter"]): r["initializer"] for r in keras_rows
+                   if not r["trainable"]}
+    assert keras_state == {("BatchNormalization", "moving_mean"): "Zeros",
+                           ("BatchNormalization", "moving_variance"): "Ones"}
+    # torch: the running statistics of every BatchNorm (float buffers), not the integer counter
+    torch_state = {(r["layer"], r["parameter"]): r["initializer"] for r in torch_rows
+                   if not r["trainable"]}
+    for rank in "123":
+        assert torch_state[(f"BatchNorm{rank}d", "running_mean")] == "zeros"
+        assert torch_state[(f"BatchNorm{rank}d", "running_var")] == "ones"
+    assert not any(name == "num_batches_tracked" for _, name in torch_state)
+    assert all(r["trainable"] for r in torch_rows if r["layer"] in ("Linear", "LayerNorm"))
+
+
 def test_torch_pooled_samples_reach_min_samples(torch_rows):
     for row in torch_rows:
         assert row["n"] >= 20_000, row
@@ -302,8 +319,9 @@ def test_side_by_side_pairs_and_leftovers(keras_rows, torch_rows):
     table = side_by_side(keras_rows, torch_rows)
     first = table[0]
     assert first == {"keras_layer": "Dense", "keras_parameter": "kernel",
-                     "keras_initializer": "GlorotUniform", "torch_layer": "Linear",
-                     "torch_parameter": "weight", "torch_initializer": "uniform(±1/sqrt(fan_in))"}
+                     "keras_initializer": "GlorotUniform", "keras_trainable": True,
+                     "torch_layer": "Linear", "torch_parameter": "weight",
+                     "torch_initializer": "uniform(±1/sqrt(fan_in))", "torch_trainable": True}
     # every row of both frameworks appears at least once
     keras_seen = {(r["keras_layer"], r["keras_parameter"]) for r in table if r["keras_layer"]}
     torch_seen = {(r["torch_layer"], r["torch_parameter"]) for r in table if r["torch_layer"]}
@@ -321,7 +339,21 @@ def test_side_by_side_with_custom_pairs_and_missing_layers():
     pairs = [("A", "B", [("k", "w")]), ("Missing", "Gone", [("k", "w")])]
     assert side_by_side(keras, torch, pairs) == [{
         "keras_layer": "A", "keras_parameter": "k", "keras_initializer": "X",
-        "torch_layer": "B", "torch_parameter": "w", "torch_initializer": "Y"}]
+        "keras_trainable": True, "torch_layer": "B", "torch_parameter": "w",
+        "torch_initializer": "Y", "torch_trainable": True}]
+
+
+def test_side_by_side_pairs_the_batch_norm_running_statistics(keras_rows, torch_rows):
+    table = side_by_side(keras_rows, torch_rows)
+    pairs = {(r["keras_parameter"], r["torch_parameter"]): r for r in table
+             if r["keras_layer"] == "BatchNormalization" and r["torch_layer"] == "BatchNorm2d"}
+    for keras_name, torch_name, value in [("moving_mean", "running_mean", "zeros"),
+                                          ("moving_variance", "running_var", "ones")]:
+        row = pairs[(keras_name, torch_name)]
+        assert row["keras_trainable"] is False and row["torch_trainable"] is False
+        assert row["keras_initializer"] == value.capitalize()
+        assert row["torch_initializer"] == value
+    assert pairs[("gamma", "weight")]["keras_trainable"] is True
 
 
 def test_side_by_side_rejects_swapped_rows():

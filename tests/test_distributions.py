@@ -14,6 +14,7 @@ import pytest
 from scipy import integrate, stats
 
 from utils.distributions import (GIVEN_SOURCE, KERAS_SOURCE, KERAS_TRUNCATION_STD_FACTOR,
+                                 keras_fans,
                                  MOMENT_TEST_MIN_N, TORCH_DEFAULT_SOURCE, InitDistribution,
                                  check_sample, constant, keras_distribution, normal, orthogonal,
                                  param_distribution, torch_default_distribution,
@@ -407,6 +408,42 @@ def test_keras_layers_map_every_weight_to_its_initializer():
     }
     for label, kind in expected.items():
         assert seen[label] == kind, label
+
+
+def test_keras_fans_rules_and_errors():
+    from utils.initializers import compute_fans
+
+    # no axes: the positional rule (receptive field times the last two axes)
+    for shape in [(784, 256), (3, 3, 16, 32), (64, 4, 16), (5,)]:
+        assert keras_fans(shape) == compute_fans(shape, "keras")
+    assert keras_fans((3, 3, 16, 32)) == (3 * 3 * 16, 3 * 3 * 32)
+    # explicit axes (an EinsumDense kernel since Keras 3.15): products along those axes
+    assert keras_fans((64, 4, 16), [0], [1, 2]) == (64, 64)
+    assert keras_fans((4, 16, 64), [0, 1], [2]) == (64, 64)
+    assert keras_fans((64, 4, 16), [0], None) == compute_fans((64, 4, 16), "keras")
+    with pytest.raises(ValueError, match="input_axes"):
+        keras_fans((64, 4, 16), [3], [1])
+    with pytest.raises(ValueError, match="shape"):
+        keras_fans((64, -1))
+    with pytest.raises(ValueError, match="shape"):
+        keras_fans("ab")
+
+
+def test_keras_fans_are_what_the_installed_keras_uses():
+    import keras
+
+    layer = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16)
+    x = keras.ops.ones((1, 3, 64))
+    layer(x, x)
+    query = next(p for p in parameters(layer) if p.label == "query/kernel")
+    # Keras >= 3.15 gives the EinsumDense kernel (width, heads, head size) its equation's axes
+    version = tuple(int(part) for part in keras.__version__.split(".")[:2])
+    axes = ([0], [1, 2]) if version >= (3, 15) else (None, None)
+    fan_in, fan_out = keras_fans(query.shape, *axes)
+    # the sample's variance is 2/(fan_in+fan_out) to 5 standard errors (uniform kurtosis 9/5)
+    n = query.size
+    relative = query.numpy().astype(np.float64).var(ddof=1) / (2 / (fan_in + fan_out)) - 1
+    assert abs(relative) <= 5 * math.sqrt(2 / (n - 1) - 1.2 / n)
 
 
 def test_keras_attention_kernels_use_keras_fans():

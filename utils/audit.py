@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from utils.distributions import keras_fans
 from utils.frameworks import parameters
 from utils.initializers import compute_fans
 from utils.stats import KURTOSIS, variance_tolerance
@@ -80,6 +81,8 @@ _DENSE_LIKE = [("kernel", "weight"), ("bias", "bias")]
 _RECURRENT = [("kernel", "weight_ih_l0"), ("recurrent_kernel", "weight_hh_l0"),
               ("bias", "bias_ih_l0"), (None, "bias_hh_l0")]
 _NORM = [("gamma", "weight"), ("beta", "bias")]
+# batch normalisation also keeps non-trainable running statistics, initialised like parameters
+_BATCH_NORM = _NORM + [("moving_mean", "running_mean"), ("moving_variance", "running_var")]
 #: The rows :func:`side_by_side` puts next to each other, each as
 #: ``(Keras layer, torch module, [(Keras parameter, torch parameter), ...])``. ``None`` on one
 #: side means that framework has no counterpart tensor.
@@ -95,9 +98,9 @@ KERAS_TORCH_PAIRS: list[tuple[str, str, list[tuple[str | None, str | None]]]] = 
     ("SimpleRNN", "RNN", _RECURRENT),
     ("LSTM", "LSTM", _RECURRENT),
     ("GRU", "GRU", _RECURRENT),
-    ("BatchNormalization", "BatchNorm1d", _NORM),
-    ("BatchNormalization", "BatchNorm2d", _NORM),
-    ("BatchNormalization", "BatchNorm3d", _NORM),
+    ("BatchNormalization", "BatchNorm1d", _BATCH_NORM),
+    ("BatchNormalization", "BatchNorm2d", _BATCH_NORM),
+    ("BatchNormalization", "BatchNorm3d", _BATCH_NORM),
     ("LayerNormalization", "LayerNorm", _NORM),
     ("GroupNormalization", "GroupNorm", _NORM),
     ("RMSNormalization", "RMSNorm", [("scale", "weight")]),
@@ -213,25 +216,6 @@ def _describe_keras_initializer(initializer: Any) -> str:
                      if key != "seed" and value is not None)
 
 
-def _keras_fans(shape: tuple[int, ...], initializer: Any) -> tuple[int, int]:
-    """The fans a Keras ``VarianceScaling`` initializer computes for ``shape``.
-
-    Since Keras 3.15 the initializer may carry ``input_axes`` and ``output_axes`` (an
-    ``EinsumDense`` kernel gets the axes of its equation, so a ``MultiHeadAttention`` query
-    kernel ``(width, heads, head_size)`` has fans ``width`` and ``heads * head_size``); the
-    fans are then the products of those axes. Without them (every layer before 3.15, and other
-    layers since) Keras applies the positional rule of :func:`utils.initializers.compute_fans`.
-    Reading the axes from the initializer the layer actually passed to ``add_weight`` reports
-    what the installed version did, whichever it is.
-    """
-    input_axes = getattr(initializer, "input_axes", None)
-    output_axes = getattr(initializer, "output_axes", None)
-    if input_axes is not None and output_axes is not None:
-        return (math.prod(shape[axis] for axis in input_axes),
-                math.prod(shape[axis] for axis in output_axes))
-    return compute_fans(shape, "keras")
-
-
 def _keras_row(layer_type: str, parameter: str, info: Any, used: Any) -> dict[str, Any]:
     import keras
 
@@ -250,7 +234,9 @@ def _keras_row(layer_type: str, parameter: str, info: Any, used: Any) -> dict[st
         if argument is not None:
             details += f" from its {info.name}_initializer"
     if isinstance(used, keras.initializers.VarianceScaling):
-        fan_in, fan_out = _keras_fans(info.shape, used)
+        # the axes the installed Keras passed (>= 3.15 for EinsumDense), else the shape rule
+        fan_in, fan_out = keras_fans(info.shape, getattr(used, "input_axes", None),
+                                     getattr(used, "output_axes", None))
         notes.append(f"fan_in={fan_in}, fan_out={fan_out}")
     if info.name == "bias" and getattr(info.layer_object, "unit_forget_bias", False):
         notes.append("unit_forget_bias=True: the forget-gate block starts at ones")
@@ -259,6 +245,7 @@ def _keras_row(layer_type: str, parameter: str, info: Any, used: Any) -> dict[st
         "framework": "keras",
         "layer": layer_type,
         "parameter": parameter,
+        "trainable": bool(info.trainable),
         "initializer": name,
         "details": "; ".join(part for part in [details, *notes] if part),
         "shape": info.shape,
@@ -275,7 +262,8 @@ def _keras_rows(seed: int) -> list[dict[str, Any]]:
         for layer_type, make in _keras_probes():
             with _recording_initializers() as used:
                 layer = make()
-            infos = parameters(layer)
+            # non-trainable state too (BatchNormalization's moving_mean, moving_variance)
+            infos = parameters(layer, include_non_trainable=True)
             names = [info.name for info in infos]
             for info in infos:
                 # a variable's bare name, qualified by its sublayer when the name repeats
@@ -578,6 +566,20 @@ def _torch_candidates(module: Any, name: str, shape: tuple[int, ...],
     return candidates
 
 
+def _torch_tensors(module: Any) -> dict[str, tuple[Any, bool]]:
+    """A module's parameters and floating-point buffers, ``name -> (tensor, is_parameter)``.
+
+    Buffers such as ``BatchNorm``'s ``running_mean`` and ``running_var`` are state the
+    constructor initialises too; integer buffers (``num_batches_tracked``) are counters and
+    left out, as :func:`utils.frameworks.parameters` leaves them out.
+    """
+    tensors = {name: (p, True) for name, p in module.named_parameters()}
+    for name, buffer in module.named_buffers():
+        if buffer.is_floating_point() and name not in tensors:
+            tensors[name] = (buffer, False)
+    return tensors
+
+
 def _torch_rows(seed: int, min_samples: int, alpha: float) -> list[dict[str, Any]]:
     import torch
 
@@ -588,7 +590,9 @@ def _torch_rows(seed: int, min_samples: int, alpha: float) -> list[dict[str, Any
         for probe, make in _torch_probes():
             module = make()
             layer = type(module).__name__
-            shapes = {name: tuple(p.shape) for name, p in module.named_parameters()}
+            tensors = _torch_tensors(module)
+            trainable = {name: is_parameter for name, (_, is_parameter) in tensors.items()}
+            shapes = {name: tuple(t.shape) for name, (t, _) in tensors.items()}
             pools: dict[str, list[np.ndarray]] = {
                 name: [] for name in shapes if math.prod(shapes[name])}
             counts = dict.fromkeys(pools, 0)
@@ -599,7 +603,7 @@ def _torch_rows(seed: int, min_samples: int, alpha: float) -> list[dict[str, Any
                 if constructions:
                     module = make()
                 constructions += 1
-                for name, p in module.named_parameters():
+                for name, (p, _) in _torch_tensors(module).items():
                     if name in pools and counts[name] < min_samples:
                         pools[name].append(p.detach().double().numpy().ravel())
                         counts[name] += p.numel()
@@ -631,6 +635,7 @@ def _torch_rows(seed: int, min_samples: int, alpha: float) -> list[dict[str, Any
                     "framework": "torch",
                     "layer": layer,
                     "parameter": name,
+                    "trainable": trainable[name],
                     "initializer": initializer,
                     "details": details,
                     "shape": shape,
@@ -721,8 +726,10 @@ def side_by_side(keras_rows: Sequence[dict[str, Any]], torch_rows: Sequence[dict
     Returns
     -------
     list of dict
-        Keys ``keras_layer``, ``keras_parameter``, ``keras_initializer``, ``torch_layer``,
-        ``torch_parameter``, ``torch_initializer`` (``""`` where a side is empty). Paired rows
+        Keys ``keras_layer``, ``keras_parameter``, ``keras_initializer``,
+        ``keras_trainable``, ``torch_layer``, ``torch_parameter``, ``torch_initializer``,
+        ``torch_trainable`` (``""`` where a side is empty; the ``*_trainable`` cells are the
+        rows' ``trainable`` flags, True where a row has none). Paired rows
         come first in the order of ``pairs``; rows no pair mentions follow, one side empty.
         A pair whose layer or parameter is absent from the rows (e.g. an older framework
         without that layer) contributes only the side that exists.
@@ -742,9 +749,11 @@ def side_by_side(keras_rows: Sequence[dict[str, Any]], torch_rows: Sequence[dict
 
     def cells(prefix: str, row: dict[str, Any] | None) -> dict[str, str]:
         if row is None:
-            return {f"{prefix}_layer": "", f"{prefix}_parameter": "", f"{prefix}_initializer": ""}
+            return {f"{prefix}_layer": "", f"{prefix}_parameter": "", f"{prefix}_initializer": "",
+                    f"{prefix}_trainable": ""}
         return {f"{prefix}_layer": row["layer"], f"{prefix}_parameter": row["parameter"],
-                f"{prefix}_initializer": row["initializer"]}
+                f"{prefix}_initializer": row["initializer"],
+                f"{prefix}_trainable": bool(row.get("trainable", True))}
 
     for keras_layer, torch_layer, parameter_pairs in pairs:
         for keras_parameter, torch_parameter in parameter_pairs:

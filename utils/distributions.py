@@ -59,6 +59,7 @@ __all__ = [
     "constant",
     "orthogonal",
     "unknown",
+    "keras_fans",
     "keras_distribution",
     "torch_default_distribution",
     "param_distribution",
@@ -508,14 +509,52 @@ def unknown(name: str, source: str = GIVEN_SOURCE) -> InitDistribution:
 
 # ---- Keras ---------------------------------------------------------------------------------
 
-def _keras_fans(shape: tuple[int, ...], input_axes: Any = None,
-                output_axes: Any = None) -> tuple[int, int]:
-    """Fans as Keras 3 computes them (:func:`utils.initializers.compute_fans`), or from the
-    explicit axes an ``EinsumDense`` kernel declares."""
+def keras_fans(shape: tuple[int, ...], input_axes: Any = None,
+               output_axes: Any = None) -> tuple[int, int]:
+    """The fans a Keras 3 ``VarianceScaling`` initializer computes for a tensor of ``shape``.
+
+    Since Keras 3.15 an initializer may carry ``input_axes`` and ``output_axes`` (an
+    ``EinsumDense`` kernel gets the axes of its equation, so a ``MultiHeadAttention`` query
+    kernel ``(width, heads, head_size)`` has fans ``width`` and ``heads * head_size``); the fans
+    are then the products of the sizes along those axes. Without them (every layer before 3.15,
+    and other layers since) Keras applies the positional rule of
+    :func:`utils.initializers.compute_fans` (``(..., in, out)``, leading axes the receptive
+    field). This is the course's one copy of that rule: :func:`keras_distribution` and
+    :func:`utils.audit.default_initializers` both use it.
+
+    Parameters
+    ----------
+    shape
+        The tensor's shape in Keras layout.
+    input_axes, output_axes
+        The axes that count as fan-in and fan-out, e.g. read from an initializer's
+        ``input_axes``/``output_axes`` attributes; used only when both are given.
+
+    Returns
+    -------
+    tuple of int
+        ``(fan_in, fan_out)``.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` is not a sequence of non-negative integers, or an axis is out of range.
+    """
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be a sequence of integers, got {shape!r}") from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"shape must hold non-negative sizes, got {shape!r}")
     if input_axes is not None and output_axes is not None:
-        return (int(np.prod([shape[a] for a in input_axes])),
-                int(np.prod([shape[a] for a in output_axes])))
-    return compute_fans(shape, "keras")
+        for argument, axes in (("input_axes", input_axes), ("output_axes", output_axes)):
+            if any(not isinstance(a, (int, np.integer)) or not -len(dims) <= a < len(dims)
+                   for a in axes):
+                raise ValueError(f"{argument} must be axes of a {len(dims)}-d shape, "
+                                 f"got {axes!r}")
+        return (math.prod(dims[a] for a in input_axes),
+                math.prod(dims[a] for a in output_axes))
+    return compute_fans(dims, "keras")
 
 
 def keras_distribution(initializer: Any, shape: tuple[int, ...],
@@ -563,7 +602,7 @@ def keras_distribution(initializer: Any, shape: tuple[int, ...],
         own_in, own_out = getattr(init, "input_axes", None), getattr(init, "output_axes", None)
         if own_in is None or own_out is None:
             own_in, own_out = input_axes, output_axes
-        fan_in, fan_out = _keras_fans(shape, own_in, own_out)
+        fan_in, fan_out = keras_fans(shape, own_in, own_out)
         fan = {"fan_in": fan_in, "fan_out": fan_out,
                "fan_avg": (fan_in + fan_out) / 2.0}[init.mode]
         variance = init.scale / max(1.0, fan)

@@ -150,6 +150,17 @@ def test_weight_histograms_one_panel_per_tensor_in_order(which, keras_model, tor
     assert fig.legends, "the figure has a legend"
 
 
+def test_weight_histograms_std_is_check_samples(keras_model):
+    """A panel's std is the sample std (ddof=1) that utils.distributions.check_sample prints."""
+    from utils.distributions import check_sample, param_distribution
+
+    fig = weight_histograms(keras_model)
+    for ax, info in zip(_panels(fig), parameters(keras_model)):
+        check = check_sample(info.numpy(), param_distribution(info))
+        if check.std > 0:
+            assert f"std {check.std:.3g}" in " ".join(_texts(ax)), info.label
+
+
 def test_weight_histograms_overlays_and_spikes(keras_model):
     fig = weight_histograms(keras_model)
     by_label = dict(zip([p.label for p in parameters(keras_model)], _panels(fig)))
@@ -436,7 +447,7 @@ def test_gradient_std_note_matches_autograd(torch_model, batch):
     fig = gradient_histograms(torch_model, x, y, "cross_entropy", select="^0/weight$")
     torch_model.zero_grad()
     F.cross_entropy(torch_model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
-    expected = torch_model[0].weight.grad.numpy().std()
+    expected = torch_model[0].weight.grad.numpy().astype(np.float64).std(ddof=1)
     assert f"std {expected:.3g}" in _texts(_panels(fig)[0])
     with pytest.raises(ValueError, match="no trainable parameters, so there are no gradients"):
         import torch.nn as nn

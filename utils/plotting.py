@@ -5,7 +5,10 @@ The course's fixed visual vocabulary: one panel per tensor in layer order,
 titled ``layer/param`` with its shape and size; the sampled values as a filled histogram
 (neutral grey); the initializer's density on top (solid black) with dashed bounds (black) where
 the initializer is known (:func:`utils.distributions.param_distribution`); a constant tensor as
-a spike annotated with its value; saturation and dead-unit fractions written on activation
+a spike annotated with its value; the std written on a weight or parameter-gradient panel is the
+sample std (``ddof=1``) of the values drawn, as :func:`utils.distributions.check_sample`
+reports it, while activation panels give the batch's std from
+:func:`utils.variance.layer_statistics`; saturation and dead-unit fractions written on activation
 panels, computed by :func:`utils.variance.layer_statistics` (the course's one definition of
 both). Colours come from the Okabe-Ito palette, which stays distinguishable under the common
 colour-vision deficiencies; blue and vermillion are reserved for the two frameworks
@@ -128,6 +131,14 @@ def _flat(values: Any) -> np.ndarray:
     if hasattr(values, "numpy") and not isinstance(values, np.ndarray):  # keras.Variable, tf
         return np.asarray(values.numpy()).reshape(-1)
     return np.asarray(values).reshape(-1)
+
+
+def _sample_std(values: Any) -> float:
+    """The sample standard deviation (``ddof=1``) of a parameter's (or its gradient's) values,
+    0 for fewer than two: the estimate of the initializer's std that
+    :func:`utils.distributions.check_sample` reports too, so a figure and a table agree."""
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.std(ddof=1)) if array.size > 1 else 0.0
 
 
 def _make_panel(label: str, shape: tuple[int, ...], values: Any, max_samples: int,
@@ -413,13 +424,13 @@ def _param_panels(model: Any, include_non_trainable: bool, select: Any, max_samp
             panel.distribution = dist
             _weight_notes(panel, dist)
         elif panel.count and not panel.constant:
-            panel.notes.append((f"std {np.std(panel.sample):.3g}", COLORS["bounds"]))
+            panel.notes.append((f"std {_sample_std(panel.sample):.3g}", COLORS["bounds"]))
         panels.append(panel)
     return panels, info
 
 
 def _weight_notes(panel: _Panel, dist: InitDistribution | None) -> None:
-    std = float(np.std(panel.sample)) if panel.count > 1 else 0.0
+    std = _sample_std(panel.sample)
     if dist is None or not dist.is_known:
         name = "initializer unknown" if dist is None else f"unknown: {dist.name}"
         panel.notes.append((_short_label(name), COLORS["bounds"]))
@@ -831,8 +842,8 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
             if not _matches(select, p, p.label, p.layer_type):
                 continue
             panel = _make_panel(p.label, p.shape, grad, max_samples, seed + index)
-            g_std = float(np.std(panel.sample)) if panel.count > 1 else 0.0
-            w_std = float(np.std(_flat(p.handle))) if p.size > 1 else 0.0
+            g_std = _sample_std(panel.sample)
+            w_std = _sample_std(_flat(p.handle))
             panel.notes.append((f"std {g_std:.3g}", COLORS["bounds"]))
             if w_std > 0:
                 panel.notes.append((f"grad std / weight std {g_std / w_std:.2g}",

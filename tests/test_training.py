@@ -253,3 +253,22 @@ def test_keras_optimizer_names_and_errors():
         keras_optimizer("lbfgs", 0.1)
     with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
         keras_optimizer("sgd", 0)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_torch_named_optimizer_steps_are_bit_for_bit_torchs_loop(data, optimizer):
+    # train_torch builds SGD with foreach=True (one fused update, for speed); the arithmetic is
+    # the same as torch's default per-parameter loop, so the parameters must be identical.
+    import torch
+
+    x, y = data
+    _, fused_net = twins()
+    _, loop_net = twins()
+    train(fused_net, x, y, "cross_entropy", optimizer, learning_rate=0.1, epochs=3,
+          batch_size=16, seed=4)
+    momentum = 0.9 if optimizer == "momentum" else 0.0
+    loop = torch.optim.SGD(loop_net.parameters(), lr=0.1, momentum=momentum, foreach=False)
+    train(loop_net, x, y, "cross_entropy", loop, learning_rate=None, epochs=3, batch_size=16,
+          seed=4)
+    for fused, looped in zip(fused_net.parameters(), loop_net.parameters()):
+        assert torch.equal(fused, looped)

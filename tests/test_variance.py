@@ -16,6 +16,7 @@ from scipy import stats
 from utils.frameworks import parameters, trace
 from utils.stats import KURTOSIS, mean_tolerance, std_tolerance, truncated_normal_moments
 from utils.variance import (DERIVED_GAINS, NONLINEARITIES, RULES, TRUNCATED_NORMAL_STD,
+                            UNIT_ROUNDOFF, rounding_tolerance,
                             VarianceRule, activation_second_moment, apply_rule, deep_mlp,
                             depth_log_tolerance, derivative_second_moment, derived_gain, gain,
                             layer_statistics, mean_field_profile, probe_loss, sample_weights,
@@ -521,3 +522,57 @@ def test_layer_statistics_errors_and_table():
         statistics_table(rows, ("variance",))
     with pytest.raises(ValueError, match="framework must be 'keras' or 'torch'"):
         probe_loss("jax")
+
+
+# ---------------------------------------------------------------------- rounding_tolerance
+
+def test_rounding_tolerance_counts_roundings():
+    u = 2.0**-24
+    assert UNIT_ROUNDOFF == {"float32": u, "float64": 2.0**-53}
+    assert rounding_tolerance(1.0, operations=2) == 2 * u / (1 - 2 * u)
+    # any order: n roundings per sum; pairwise: ceil(log2 n) + 1; random: 5 sqrt(n)
+    assert rounding_tolerance(3.0, 1000, 10) == pytest.approx(3 * 1018 * u, rel=1e-4)
+    assert rounding_tolerance(1.0, 1000, summation="pairwise") == pytest.approx(19 * u, rel=1e-5)
+    assert rounding_tolerance(1.0, 64, operations=0, summation="random") == pytest.approx(
+        40 * u, rel=1e-5)
+    assert rounding_tolerance(1.0, 1, 1, operations=0) == 0.0  # one-term sums round nothing
+    assert rounding_tolerance(1.0, precision="float64") == pytest.approx(8 * 2.0**-53)
+    values = rounding_tolerance(np.array([1.0, 2.0]), 4)
+    assert values.shape == (2,) and values[1] == 2 * values[0]
+
+
+def test_rounding_tolerance_bounds_float32_dot_products():
+    """The "any" rule holds for float32 dot products computed sequentially, pairwise and by
+    BLAS, and the pairwise rule for NumPy's pairwise sum; random data, many trials."""
+    rng = np.random.default_rng(0)
+    n = 4096
+    a = rng.standard_normal((200, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    magnitude = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
+    blas = (a @ b).astype(np.float64)
+    sequential = np.array([np.cumsum((row * b).astype(np.float32), dtype=np.float32)[-1]
+                           for row in a], dtype=np.float64)
+    pairwise = np.sum(a * b, axis=1, dtype=np.float32).astype(np.float64)
+    bound_any = rounding_tolerance(magnitude, n, operations=0)
+    for computed in (blas, sequential, pairwise):
+        assert np.all(np.abs(computed - exact) <= bound_any)
+    assert np.all(np.abs(pairwise - exact)
+                  <= rounding_tolerance(magnitude, n, operations=0, summation="pairwise"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"summation": "blocked"}, "summation must be one of"),
+    ({"precision": "float16"}, "precision must be"),
+    ({"operations": -1}, "operations must be a non-negative integer"),
+    ({"operations": 1.5}, "operations must be a non-negative integer"),
+    ({"magnitude": -1.0}, "magnitude must be finite and non-negative"),
+    ({"magnitude": np.nan}, "magnitude must be finite and non-negative"),
+])
+def test_rounding_tolerance_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        rounding_tolerance(**kwargs)
+    with pytest.raises(ValueError, match="sums must be positive integers"):
+        rounding_tolerance(1.0, 0)
+    with pytest.raises(ValueError, match="no bound"):
+        rounding_tolerance(1.0, 2**24)

@@ -21,6 +21,9 @@ network. This module is that chapter's toolbox:
   :func:`statistics_table` to print them and :func:`probe_loss` to measure gradients without
   the loss shaping them. Chapters 3 to 6 reuse it.
 - :func:`deep_mlp` -- the plain deep MLP of the chapter, in either framework.
+- :func:`rounding_tolerance` -- the course's one rule for floating-point rounding errors
+  (:data:`UNIT_ROUNDOFF`), used by every chapter that compares a framework's float32 result
+  with exact arithmetic or with another implementation.
 
 Neither framework is imported until a function that needs one is called.
 """
@@ -60,6 +63,9 @@ __all__ = [
     "statistics_table",
     "probe_loss",
     "deep_mlp",
+    "UNIT_ROUNDOFF",
+    "SUMMATIONS",
+    "rounding_tolerance",
 ]
 
 Mode = Literal["fan_in", "fan_out", "fan_avg"]
@@ -82,6 +88,99 @@ DERIVED_GAINS: dict[str, bool] = {
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
+
+#: The unit roundoff ``u`` of each precision: a correctly rounded operation returns its exact
+#: result times ``1 + δ`` with ``|δ| <= u`` (``2**-24`` in float32, ``2**-53`` in float64).
+UNIT_ROUNDOFF: dict[str, float] = {"float32": 2.0**-24, "float64": 2.0**-53}
+
+#: How :func:`rounding_tolerance` counts the roundings of a sum of ``n`` terms.
+SUMMATIONS = ("any", "pairwise", "random")
+
+
+def rounding_tolerance(magnitude: Any = 1.0, *sums: int, operations: int = 8,
+                       summation: str = "any", precision: str = "float32") -> Any:
+    """The course's rounding-error rule: how far a computed value may be from the exact one.
+
+    A value computed with ``k`` roundings, each of relative size at most ``u``
+    (:data:`UNIT_ROUNDOFF`), from terms whose absolute values add up to ``magnitude``, is
+    within ``gamma_k * magnitude`` of the exact value, ``gamma_k = k u / (1 - k u)``
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, 2002, lemma 3.1). The rule
+    counts ``k`` as ``operations`` elementwise roundings plus, for each length ``n`` in
+    ``sums``, the roundings of a sum (or dot product) of ``n`` terms:
+
+    - ``summation="any"``: ``n``. Rigorous for *any* order of summation (Higham's eq. 3.5:
+      ``|fl(a.b) - a.b| <= gamma_n sum |a_i b_i|``), so it is the bound for matrix products
+      and reductions inside BLAS, TensorFlow and PyTorch, whose kernels accumulate
+      sequentially or blockwise in an order the caller does not know. Use it to compare a
+      framework's float32 result with exact arithmetic.
+    - ``summation="pairwise"``: ``ceil(log2 n) + 1``. Rigorous only for pairwise summation,
+      such as NumPy's ``sum``/``mean`` of a float array along a contiguous axis; not for
+      matrix products (``@`` goes to BLAS).
+    - ``summation="random"``: ``5 sqrt(n)``. Not a bound: if the roundings have independent
+      random signs, the error of a sum exceeds ``lambda sqrt(n) u`` with probability at most
+      ``2 exp(-lambda**2 / 2)`` (Higham and Mary, 2019), ``lambda = 5`` here. For comparing
+      two implementations over many sums, where the rigorous bound would say nothing.
+
+    Parameters
+    ----------
+    magnitude
+        The sum of the absolute values of the terms the result is built from (for a single
+        value, its absolute value): a number or an array, returned in the same shape.
+    *sums
+        The lengths of the sums along the computation (e.g. ``64, 10`` for a 64-term matrix
+        product followed by a 10-term softmax normaliser); lengths of 1 add nothing.
+    operations
+        Elementwise roundings besides the sums (the default 8 covers a handful of operations,
+        with room for library functions such as ``exp`` and ``log`` that are accurate to a
+        couple of units in the last place).
+    summation
+        One of :data:`SUMMATIONS`, as above.
+    precision
+        ``"float32"`` or ``"float64"``: which unit roundoff.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``gamma_k * magnitude``.
+
+    Raises
+    ------
+    ValueError
+        If ``magnitude`` is negative or not finite, a sum length is not a positive integer,
+        ``operations`` is not a non-negative integer, ``summation`` or ``precision`` is
+        unknown, or ``k u >= 1`` (no bound).
+
+    Examples
+    --------
+    >>> rounding_tolerance(1.0, operations=2) == 2 * 2.0**-24 / (1 - 2 * 2.0**-24)
+    True
+    >>> rounding_tolerance(10.0, 64, operations=0) == 64 * 2.0**-24 / (1 - 64 * 2.0**-24) * 10
+    True
+    """
+    if summation not in SUMMATIONS:
+        raise ValueError(f"summation must be one of {SUMMATIONS}, got {summation!r}")
+    if precision not in UNIT_ROUNDOFF:
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if isinstance(operations, bool) or not isinstance(operations, (int, np.integer)) \
+            or operations < 0:
+        raise ValueError(f"operations must be a non-negative integer, got {operations!r}")
+    roundings = float(operations)
+    for n in sums:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"sums must be positive integers (lengths), got {n!r}")
+        if n > 1:
+            roundings += {"any": float(n), "pairwise": math.ceil(math.log2(n)) + 1.0,
+                          "random": 5 * math.sqrt(n)}[summation]
+    unit = UNIT_ROUNDOFF[precision]
+    if roundings * unit >= 1:
+        raise ValueError(f"{roundings:.0f} roundings of {unit:.3g} give no bound (k u >= 1)")
+    array = np.asarray(magnitude, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ValueError(f"magnitude must be finite and non-negative, got {magnitude!r}")
+    gamma = roundings * unit / (1 - roundings * unit)
+    result = gamma * array
+    return float(result) if result.ndim == 0 else result
+
 
 # Keras draws truncated normals on [-2σ, 2σ] and divides σ by the std of N(0, 1) cut there.
 # The literal is Keras's own; the unit tests check it against truncated_normal_moments.

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from utils.stats import variance_tolerance
+from utils.variance import rounding_tolerance
 
 from utils.audit import (
     FLOAT32_SLACK,
@@ -425,7 +426,8 @@ def test_bound_matches():
     edge = np.r_[sample, 0.5 * (1 + FLOAT32_SLACK / 2)]
     assert bound_matches(edge, 0.5)
     assert not bound_matches(np.r_[sample, 0.5 * (1 + 2 * FLOAT32_SLACK)], 0.5)
-    assert FLOAT32_SLACK == 16 * 2.0**-24
+    assert FLOAT32_SLACK == rounding_tolerance(1.0)  # 8 roundings: 7 counted, and one spare
+    assert 7 * 2.0**-24 < FLOAT32_SLACK < 9 * 2.0**-24
     for bound in (0, -1.0, "1"):
         with pytest.raises(ValueError, match="bound must be a positive number"):
             bound_matches(sample, bound)

@@ -31,6 +31,7 @@ from utils.distributions import keras_fans
 from utils.frameworks import parameters
 from utils.initializers import compute_fans
 from utils.stats import KURTOSIS, variance_tolerance
+from utils.variance import rounding_tolerance
 
 __all__ = [
     "FLOAT32_SLACK",
@@ -50,9 +51,11 @@ __all__ = [
 #: Relative room above a bound that float32 draws may use. The bound is rounded to float32 once
 #: and a framework maps a draw r in [0, 1) to lo + (hi - lo) * r with three more float32
 #: operations on numbers no larger than 2 * bound, so the result can exceed the exact bound by
-#: at most about 1 + 3 * 2 = 7 roundings of relative size u = 2**-24; 16 u leaves a margin.
-#: Chapter 1 uses this one rule for every "no value beyond the bound" check.
-FLOAT32_SLACK: float = 16 * 2.0**-24
+#: at most about 1 + 3 * 2 = 7 roundings of relative size u = 2**-24. The course's rounding
+#: rule with its default eight elementwise roundings covers them:
+#: ``utils.variance.rounding_tolerance(1.0)``, about 8 u. Chapters 1 and 2 use it for every
+#: "no value beyond the bound" check.
+FLOAT32_SLACK: float = rounding_tolerance(1.0)
 
 #: The sizes of the layers :func:`default_initializers` builds to probe. They are the same in
 #: both frameworks, so that paired rows describe the same layer, and deliberately unequal (48

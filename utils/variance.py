@@ -121,6 +121,10 @@ def rounding_tolerance(magnitude: Any = 1.0, *sums: int, operations: int = 8,
       ``2 exp(-lambda**2 / 2)`` (Higham and Mary, 2019), ``lambda = 5`` here. For comparing
       two implementations over many sums, where the rigorous bound would say nothing.
 
+    Orthogonalisation is not a sum and has its own rule: a float32 Householder QR is
+    orthonormal to a small multiple of ``n u`` (Higham, section 19.3), and
+    :func:`utils.distributions.check_sample` allows ``8 n u`` for orthogonal tensors.
+
     Parameters
     ----------
     magnitude

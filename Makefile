@@ -15,7 +15,7 @@ export CUDA_VISIBLE_DEVICES  :=
 export PYTHONHASHSEED        := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab pdf vendor-mathjax browser-check
+.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab test-seeds test-canary pdf vendor-mathjax browser-check
 
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
@@ -24,6 +24,8 @@ help:
 	@echo "make execute  re-execute every notebook in place (after editing one), outputs committed"
 	@echo "make bootstrap  point every notebook's first cell at the last commit of utils/ (no run)"
 	@echo "make test-colab every chapter's asserts on Google Colab's versions, in .venv-colab"
+	@echo "make test-seeds every chapter's asserts with every seed moved (held-out seeds)"
+	@echo "make test-canary every chapter's asserts on the newest releases (reports, never fails)"
 	@echo "make student  write the student edition of every chapter to _build/student/"
 	@echo "make otter    the Otter-Grader edition for Colab classes to _build/otter/"
 	@echo "make otter-check  otter run on it: full points, zero, one exercise solved"
@@ -94,6 +96,19 @@ test-colab: $(COLAB_STAMP)
 	@start=$$(date +%s); COURSE_FLOAT_PATH=native nice -n 15 \
 	$(COLAB_VENV)/bin/python -m pytest notebooks --nbval-lax; status=$$?; \
 	echo "Colab parity: chapters ran in $$(( $$(date +%s) - start )) s"; exit $$status
+
+# Held-out seeds: every chapter with its asserts (nbval-lax: the stored outputs were made with
+# the book's seeds and are not compared) under each shift of SEED_SHIFTS, which
+# utils.seeding adds to every seed a chapter uses. Other shifts: make test-seeds SEED_SHIFTS="5 6".
+SEED_SHIFTS ?= 1000 2027
+
+test-seeds: $(STAMP)
+	@for shift in $(SEED_SHIFTS); do \
+	  start=$$(date +%s); echo "==> held-out seeds: COURSE_SEED_SHIFT=$$shift"; \
+	  COURSE_SEED_SHIFT=$$shift $(PY) -m pytest notebooks --nbval-lax -q \
+	    || exit 1; \
+	  echo "held-out seeds: shift $$shift passed in $$(( $$(date +%s) - start )) s"; \
+	done
 
 student: $(STAMP)
 	$(PY) -m tests.classroom student

@@ -237,17 +237,126 @@ def test_finite_and_nonnegative_checks():
             require_nonnegative(bad, "smoothing")
 
 
-def test_quote_holds_allows_a_machine_change_of_the_mean():
+def test_risk_quantile_is_the_student_quantile_at_the_risk_budget():
+    from scipy import stats
+
+    from utils.stats import RISK, risk_quantile
+
+    assert RISK == 1e-6
+    for n in (2, 10, 100):
+        q = risk_quantile(n)
+        # by definition: the two tails beyond q hold exactly the risk
+        assert 2 * stats.t.sf(q, n - 1) == pytest.approx(RISK, rel=1e-6)
+    assert risk_quantile(10) > risk_quantile(100) > stats.norm.isf(RISK / 2)
+    for bad in (1, 2.0, True):
+        with pytest.raises(ValueError, match="n must be an integer >= 2"):
+            risk_quantile(bad)
+    with pytest.raises(ValueError, match="risk must be a probability"):
+        risk_quantile(10, risk=1.0)
+
+
+def _interval(mean, se, n, confidence=0.95):
+    """An Interval with the given mean, standard error and count."""
+    from scipy import stats
+
+    from utils.stats import Interval
+
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * se
+    return Interval(mean, mean - half, mean + half, confidence, n)
+
+
+def test_quote_holds_at_its_precision():
+    from utils.stats import quote_holds, risk_quantile
+
+    interval = _interval(0.42, 0.002, 20)  # slack 7.07 * 0.002 = 0.014, within 0.05
+    slack = risk_quantile(20) * 0.002
+    assert quote_holds(interval, "0.4")
+    assert not quote_holds(interval, "0.5") and not quote_holds(interval, "-0.4")
+    # the edge: a quote holds while |mean - quote| <= 0.05 + slack, and not beyond
+    assert quote_holds(_interval(0.45 + slack - 0.001, 0.002, 20), "0.4")
+    assert not quote_holds(_interval(0.45 + slack + 0.001, 0.002, 20), "0.4")
+
+
+def test_quote_holds_rejects_an_under_supported_quote():
     from utils.stats import mean_ci, quote_holds
 
-    runs = np.array([0.55, 0.57, 0.56, 0.54, 0.58, 0.56, 0.55, 0.57, 0.56, 0.56])
-    interval = mean_ci(runs)  # mean 0.56, half-width 0.0089, t(0.975, 9) = 2.262
-    machine_sd = math.sqrt(2) * interval.half_width / 2.2621571627409915
-    assert quote_holds(interval, "0.56") and quote_holds(interval, "0.6")
-    assert quote_holds(interval, f"{0.56 + 4 * machine_sd - 0.001:.3f}")
-    assert not quote_holds(interval, f"{0.56 + 4 * machine_sd + 0.002:.3f}")
-    assert not quote_holds(interval, "0.50") and not quote_holds(interval, "2")
-    assert quote_holds(interval, "1")  # an integer quote is rounded to units: 0.5 to 1.5
+    # "about 40 %" from 3 seeds of sd 0.09: the slack (1000 * 0.052) dwarfs the quote's 0.05
+    three = mean_ci([0.36, 0.45, 0.54])
+    verdict = quote_holds(three, "0.4")
+    assert not verdict and "under-supported" in verdict.detail
+    # ... and its negation would have passed the old test, which only widened with the noise
+    assert not quote_holds(three, "-0.4")
+    # the same spread over 100 seeds supports one decimal but not two
+    rng = np.random.default_rng(0)
+    many = mean_ci(0.45 + 0.09 * rng.standard_normal(100))
+    assert quote_holds(many, f"{many.mean:.1f}")
+    assert "under-supported" in quote_holds(many, f"{many.mean:.2f}").detail
+
+
+def test_a_quote_and_its_negation_never_both_hold():
+    from utils.stats import quote_holds
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        interval = _interval(rng.normal(0, 0.3), abs(rng.normal(0, 0.02)) + 1e-4,
+                             int(rng.integers(2, 50)))
+        for quoted in ("0.3", "0.1", "1.2"):
+            assert not (quote_holds(interval, quoted) and quote_holds(interval, "-" + quoted))
+
+
+def test_range_holds():
+    from utils.stats import range_holds
+
+    interval = _interval(0.45, 0.01, 10)  # slack 11.6 * 0.01 = 0.116
+    assert range_holds(interval, "0.3", "0.6")
+    assert not range_holds(interval, "0.6", "0.9")  # 0.45 < 0.6 - 0.116
+    narrow = range_holds(interval, "0.4", "0.5")  # half-width 0.05 < slack
+    assert not narrow and "under-supported" in narrow.detail
+    with pytest.raises(ValueError, match="low must be smaller than high"):
+        range_holds(interval, "0.6", "0.3")
+
+
+def test_sign_holds_needs_the_interval_to_clear_zero_on_the_claimed_side():
+    from utils.stats import sign_holds
+
+    clear = _interval(0.3, 0.02, 10)
+    assert sign_holds(clear, "positive") and not sign_holds(clear, "negative")
+    open_sign = _interval(0.02, 0.02, 10)  # the interval covers zero
+    assert not sign_holds(open_sign, "positive") and not sign_holds(open_sign, "negative")
+    with pytest.raises(ValueError, match="side must be 'positive' or 'negative'"):
+        sign_holds(clear, "up")
+
+
+def test_fresh_seed_failure_is_the_noncentral_t_at_the_measured_effect():
+    from scipy import stats
+
+    from utils.stats import fresh_seed_failure
+
+    # measured t = 15 on 10 seeds; a check needing t >= 2.262 (95 %) fails on fresh seeds when
+    # the noncentral t (df 9, noncentrality 15) falls below 2.262
+    assert fresh_seed_failure(15.0, 10, 2.262) == pytest.approx(stats.nct.cdf(2.262, 9, 15.0))
+    assert fresh_seed_failure(15.0, 10, 2.262) < 1e-6 < fresh_seed_failure(5.0, 10, 2.262)
+    assert fresh_seed_failure(-1.0, 10, 2.262) == 1.0
+
+
+def test_assert_claims_prints_every_line_and_fails_with_the_detail(capsys):
+    from utils.stats import assert_claims, claim
+
+    good = claim("the ratio is 2.1", True, "2.094 vs 2.1 ± 0.03")
+    bad = claim("the loss is log 10", np.bool_(False), "2.31 vs 2.303 ± 0.001")
+    assert_claims(good)
+    with pytest.raises(AssertionError, match="the loss is log 10: 2.31 vs 2.303"):
+        assert_claims(good, bad)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [str(good), str(good), str(bad)] and str(good).endswith(": holds")
+    with pytest.raises(ValueError, match="at least one Verdict"):
+        assert_claims()
+    with pytest.raises(ValueError, match="must be a Verdict"):
+        assert_claims(True)
+    with pytest.raises(ValueError, match="holds must be one truth value"):
+        claim("many", np.array([True, False]))
+    with pytest.raises(ValueError, match="text must be the claim in words"):
+        claim("", True)
 
 
 @pytest.mark.parametrize("quoted, message", [(0.56, "quoted must be a decimal number"),

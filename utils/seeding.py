@@ -2,6 +2,11 @@
 
 Every notebook in the course calls :func:`seed_everything` in its setup cell, so re-running a
 chapter reproduces its committed outputs exactly (nbval checks this in CI).
+
+Every seed a chapter uses comes from :func:`course_seed` or :func:`seeds`, which add the
+environment variable ``COURSE_SEED_SHIFT`` (0 when unset) to it. Setting the variable moves
+every seed of every chapter at once (the model seeds, the data draws and the splits), so a
+claim can be checked on seeds it was not written from ("How this course checks a claim").
 """
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["seed_everything", "set_threads", "KNOWN_FRAMEWORKS", "COURSE_THREADS"]
+__all__ = ["seed_everything", "set_threads", "KNOWN_FRAMEWORKS", "COURSE_THREADS",
+           "SEED_SHIFT_VARIABLE", "seed_shift", "course_seed", "seeds"]
 
 Framework = Literal["keras", "torch"]
 KNOWN_FRAMEWORKS: tuple[Framework, ...] = ("keras", "torch")
@@ -24,6 +30,96 @@ KNOWN_FRAMEWORKS: tuple[Framework, ...] = ("keras", "torch")
 #: small models it is as fast as two: with both frameworks loaded, their thread pools and
 #: OpenBLAS's otherwise compete for the same cores.
 COURSE_THREADS = 1
+
+#: The environment variable that moves every seed of the course (see :func:`seed_shift`).
+SEED_SHIFT_VARIABLE = "COURSE_SEED_SHIFT"
+
+# The largest shift allowed: a chapter's seeds stay far below NumPy's limit of 2**32 when its
+# own seeds are small, as every chapter's are.
+_MAX_SHIFT = 2**31
+
+
+def seed_shift() -> int:
+    """The shift every course seed is moved by: ``COURSE_SEED_SHIFT``, or 0 when it is unset.
+
+    The committed outputs are made with no shift. CI re-runs every chapter with its asserts under
+    other shifts, so a claim that holds only for the seeds it was written from fails there
+    ("How this course checks a claim", Chapter 0).
+
+    Returns
+    -------
+    int
+        A non-negative integer below ``2**31``.
+
+    Raises
+    ------
+    ValueError
+        If ``COURSE_SEED_SHIFT`` is set to anything but a non-negative integer below ``2**31``.
+    """
+    text = os.environ.get(SEED_SHIFT_VARIABLE, "").strip()
+    if not text:
+        return 0
+    if not text.isdigit() or int(text) >= _MAX_SHIFT:
+        raise ValueError(f"{SEED_SHIFT_VARIABLE} must be a non-negative integer below 2**31 "
+                         f"(for example 1000), got {text!r}; unset it to use the book's seeds")
+    return int(text)
+
+
+def course_seed(k: int = 0) -> int:
+    """The course's seed number ``k``: ``k`` moved by :func:`seed_shift` (Chapter 0).
+
+    A chapter never writes a seed as a bare number. It writes ``course_seed(0)``, which is 0 in
+    the book and ``0 + COURSE_SEED_SHIFT`` when the seeds are moved.
+
+    Parameters
+    ----------
+    k
+        A non-negative integer below ``2**31``.
+
+    Returns
+    -------
+    int
+        ``k + seed_shift()``.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not a non-negative integer below ``2**31``, or the shift is malformed.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < _MAX_SHIFT:
+        raise ValueError(f"k must be a non-negative integer below 2**31, got {k!r}")
+    return int(k) + seed_shift()
+
+
+def seeds(n: int, start: int = 0) -> tuple[int, ...]:
+    """``n`` consecutive course seeds from ``start``: ``course_seed(start), ...`` (Chapter 0).
+
+    Use it for every list of seeds a chapter averages over (``for seed in seeds(10)``), and
+    index results by the seeds it returns, not by ``range(n)``: with the seeds moved they are
+    other numbers.
+
+    Parameters
+    ----------
+    n
+        How many seeds, at least 1.
+    start
+        The first seed's number before the shift, a non-negative integer.
+
+    Returns
+    -------
+    tuple of int
+        ``n`` distinct seeds in increasing order.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer or ``start`` is not a non-negative integer below
+        ``2**31``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer (how many seeds), got {n!r}")
+    first = course_seed(start)
+    return tuple(range(first, first + int(n)))
 
 
 def seed_everything(

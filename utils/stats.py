@@ -40,7 +40,15 @@ __all__ = [
     "variance_tolerance",
     "std_tolerance",
     "sum_kurtosis",
+    "RISK",
+    "risk_quantile",
+    "Verdict",
+    "claim",
+    "assert_claims",
     "quote_holds",
+    "range_holds",
+    "sign_holds",
+    "fresh_seed_failure",
     "KURTOSIS",
     "TruncatedNormalMoments",
     "truncated_normal_moments",
@@ -553,51 +561,331 @@ def std_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> float:
     return variance_tolerance(n, sigmas, kurtosis) / 2
 
 
-def quote_holds(interval: Interval, quoted: str, sigmas: float = 4.0) -> bool:
-    """Whether a number the prose quotes for a mean over seeds holds on any machine (Chapter 5).
+#: The course's risk budget: a check of a true claim may fail by chance at most once in a
+#: million runs, on any seeds and any machine. A 5-sigma Monte-Carlo bound meets it (two-sided
+#: normal tail 5.7e-7); a claim about a mean over ``n`` seeds meets it through
+#: :func:`risk_quantile`. "How this course checks a claim" derives both.
+RISK = 1e-6
 
-    A trained result is trajectory-dependent: another CPU, BLAS kernel or framework version
-    changes the last bits of the first step, and training amplifies them. In the worst case each
-    seed's run becomes a new draw from the seeds' distribution, so the mean over the ``n`` seeds
-    moves by the difference of two independent means, whose standard deviation is
-    ``sqrt(2) * s / sqrt(n) = sqrt(2) * h / t`` (``s`` the seeds' standard deviation, ``h`` the
-    interval's half-width, ``t`` its Student quantile). The quote holds if it lies within
-    ``sigmas`` of those standard deviations of the measured mean, plus half a unit of the
-    quote's last digit (it is rounded).
+
+def risk_quantile(n: int, risk: float = RISK) -> float:
+    """How many standard errors a mean of ``n`` values may stray from its true value at ``risk``.
+
+    The mean ``m`` of ``n`` independent, roughly normal values, with ``se = s / sqrt(n)`` from
+    their sample standard deviation ``s``, satisfies ``P(|m - mu| > q·se) = risk`` for
+    ``q = t_{n-1}(1 - risk/2)``, the Student quantile with ``n - 1`` degrees of freedom. With the
+    course's ``risk = 1e-6``: 11.6 for 10 seeds, 7.1 for 20, 5.2 for 100, tending to 4.9 (the
+    normal's). Few seeds pay twice, through ``se`` and through ``q`` (1000 for 3 seeds).
+
+    Parameters
+    ----------
+    n
+        The number of values averaged, at least 2.
+    risk
+        The two-sided probability, strictly between 0 and 1.
+
+    Returns
+    -------
+    float
+        ``t_{n-1}(1 - risk/2)``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an integer >= 2 or ``risk`` is not in (0, 1).
+    """
+    from scipy import stats as scipy_stats
+
+    count = require_int(n, "n", minimum=2)
+    if isinstance(risk, bool) or not _is_number(risk) or not 0 < risk < 1:
+        raise ValueError(f"risk must be a probability strictly between 0 and 1, got {risk!r}")
+    return float(scipy_stats.t.isf(float(risk) / 2, count - 1))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one claim holds, with what was compared: one line of a check cell's output.
+
+    ``bool(verdict)`` is ``holds``, so ``assert quote_holds(...)`` works;
+    :func:`assert_claims` prints the lines and fails with the detail.
+
+    Attributes
+    ----------
+    claim
+        The claim in words, as the text states it.
+    holds
+        Whether the measurement supports it.
+    detail
+        What was compared, e.g. "mean 0.42 ± 0.03 (11.6 se at n=10), quote 0.4 ± 0.05".
+    """
+
+    claim: str
+    holds: bool
+    detail: str
+
+    def __bool__(self) -> bool:
+        return bool(self.holds)
+
+    def __str__(self) -> str:
+        return f"{self.claim}: {self.detail}: {'holds' if self.holds else 'DOES NOT HOLD'}"
+
+
+def claim(text: str, holds: Any, detail: str = "") -> Verdict:
+    """A :class:`Verdict` for a claim checked by the caller's own comparison.
+
+    Parameters
+    ----------
+    text
+        The claim in words ("the width ratio is 2.1").
+    holds
+        The comparison's result (anything NumPy or Python can turn into one bool).
+    detail
+        What was compared ("2.094 vs 2.1 ± 0.03, 5 sigma").
+
+    Returns
+    -------
+    Verdict
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is not a non-empty string, or ``holds`` is not a single truth value.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"text must be the claim in words, a non-empty string, got {text!r}")
+    if not isinstance(detail, str):
+        raise ValueError(f"detail must be a string, got {detail!r}")
+    array = np.asarray(holds)
+    if array.shape != () or array.dtype.kind not in "biu":
+        raise ValueError(f"holds must be one truth value (use all(...) or any(...) for many), "
+                         f"got {holds!r}")
+    return Verdict(text.strip(), bool(array), detail)
+
+
+def assert_claims(*verdicts: Verdict) -> None:
+    """Print one line per claim, then raise ``AssertionError`` naming those that do not hold.
+
+    A check cell ends with it: ``assert_claims(quote_holds(...), sign_holds(...))``.
+
+    Parameters
+    ----------
+    *verdicts
+        At least one :class:`Verdict` (from :func:`claim`, :func:`quote_holds`,
+        :func:`range_holds` or :func:`sign_holds`).
+
+    Raises
+    ------
+    ValueError
+        If no verdict is given, or an argument is not a :class:`Verdict`.
+    AssertionError
+        If any claim does not hold; the message lists them with their detail.
+    """
+    if not verdicts:
+        raise ValueError("assert_claims needs at least one Verdict")
+    for verdict in verdicts:
+        if not isinstance(verdict, Verdict):
+            raise ValueError(f"every argument must be a Verdict (from claim, quote_holds, "
+                             f"range_holds or sign_holds), got {verdict!r}")
+    for verdict in verdicts:
+        print(verdict)
+    failed = [str(verdict) for verdict in verdicts if not verdict.holds]
+    if failed:
+        raise AssertionError("; ".join(failed))
+
+
+def _standard_error(interval: Interval) -> float:
+    """The standard error behind a Student-t :class:`Interval`: half-width over its quantile."""
+    from scipy import stats as scipy_stats
+
+    if not isinstance(interval, Interval):
+        raise ValueError(f"interval must be an Interval (from mean_ci or paired_difference), "
+                         f"got {interval!r}")
+    if interval.n < 2:
+        raise ValueError(f"interval must come from at least two values, got n={interval.n}")
+    t = scipy_stats.t.ppf(0.5 + interval.confidence / 2, interval.n - 1)
+    return interval.half_width / t
+
+
+def _number(text: Any, argument: str) -> tuple[float, int]:
+    if not isinstance(text, str) or not re.fullmatch(r"[+-]?\d+(\.\d+)?", text.strip()):
+        raise ValueError(f"{argument} must be a decimal number written as text, exactly as the "
+                         f"prose writes it (e.g. \"0.4\"), got {text!r}")
+    return float(text), len(text.strip().partition(".")[2])
+
+
+def quote_holds(interval: Interval, quoted: str, risk: float = RISK) -> Verdict:
+    """Whether a number the prose quotes for a mean over seeds holds, at its own precision.
+
+    A quote written with ``d`` decimals, such as ``"0.4"``, claims that the true mean lies within
+    half a unit of its last digit, ``p = 0.5·10^-d`` (0.35 to 0.45). A fresh run (other seeds,
+    another CPU) measures the mean with standard error ``se``; it strays more than
+    ``q·se`` from the true mean with probability ``risk``, for ``q`` from
+    :func:`risk_quantile`. So the check passes when ``|mean - quote| <= p + q·se``: a true quote
+    fails with probability at most ``risk``. That is only a check if the slack ``q·se`` is no
+    wider than the quote's own precision ``p``: otherwise quotes of either sign, or a digit
+    apart, would pass on the same data. Then the quote is *under-supported* and the verdict does
+    not hold: measure more seeds, or write a range (:func:`range_holds`).
 
     Parameters
     ----------
     interval
         The measured mean with its Student-t interval (:func:`mean_ci`, or the ``difference``
-        of :func:`paired_difference`).
+        of :func:`paired_difference`); its half-width gives ``se``.
     quoted
-        The number exactly as the text writes it, e.g. ``"0.56"`` or ``"110"``.
-    sigmas
-        How many standard deviations of the machine-to-machine change to allow (4: a
-        two-sided normal probability of about 6e-5 that a true statement fails).
+        The number exactly as the text writes it, e.g. ``"0.4"`` or ``"110"``.
+    risk
+        The chance that a true quote fails, :data:`RISK` by default.
 
     Returns
     -------
-    bool
-        True if the quote is consistent with the measurement to that tolerance.
+    Verdict
+        True (``holds``) if the quote is supported and within the slack.
 
     Raises
     ------
     ValueError
-        If ``quoted`` is not a decimal number, ``sigmas`` is not positive, or the interval has
-        fewer than two values.
+        If ``interval`` is not an :class:`Interval` of at least two values, ``quoted`` is not a
+        decimal number written as text, or ``risk`` is not in (0, 1).
     """
-    if not isinstance(quoted, str) or not re.fullmatch(r"[+-]?\d+(\.\d+)?", quoted.strip()):
-        raise ValueError(f"quoted must be a decimal number written as text, got {quoted!r}")
-    sigmas = require_positive(sigmas, "sigmas")
-    if interval.n < 2:
-        raise ValueError(f"interval must come from at least two values, got n={interval.n}")
+    se = _standard_error(interval)
+    value, decimals = _number(quoted, "quoted")
+    precision = 0.5 * 10.0**-decimals
+    slack = risk_quantile(interval.n, risk) * se
+    measured = (f"mean {interval.mean:.4g} (n={interval.n}, slack {slack:.2g}), "
+                f"quote {quoted.strip()} ± {precision:g}")
+    if slack > precision:
+        return Verdict(f"the mean is {quoted.strip()}", False,
+                       f"{measured}: under-supported, the slack is wider than the quote's "
+                       "precision; use more seeds or quote a range")
+    return Verdict(f"the mean is {quoted.strip()}",
+                   abs(interval.mean - value) <= precision + slack, measured)
+
+
+def range_holds(interval: Interval, low: str, high: str, risk: float = RISK) -> Verdict:
+    """Whether a range the prose quotes for a mean over seeds ("between 0.3 and 0.6") holds.
+
+    As :func:`quote_holds`, with the range in place of the quote's rounding interval: the check
+    passes when ``low - q·se <= mean <= high + q·se``, so a true range fails with probability at
+    most ``risk``; it is under-supported (the verdict does not hold) when the slack ``q·se`` is
+    wider than half the range.
+
+    Parameters
+    ----------
+    interval
+        The measured mean with its Student-t interval.
+    low, high
+        The range's ends exactly as the text writes them, ``low < high``.
+    risk
+        The chance that a true range fails, :data:`RISK` by default.
+
+    Returns
+    -------
+    Verdict
+
+    Raises
+    ------
+    ValueError
+        As :func:`quote_holds`, and if ``low >= high``.
+    """
+    se = _standard_error(interval)
+    lower, _ = _number(low, "low")
+    upper, _ = _number(high, "high")
+    if not lower < upper:
+        raise ValueError(f"low must be smaller than high, got low={low!r}, high={high!r}")
+    slack = risk_quantile(interval.n, risk) * se
+    text = f"the mean lies between {low.strip()} and {high.strip()}"
+    measured = f"mean {interval.mean:.4g} (n={interval.n}, slack {slack:.2g})"
+    if slack > (upper - lower) / 2:
+        return Verdict(text, False, f"{measured}: under-supported, the slack is wider than half "
+                                    "the range; use more seeds or a wider range")
+    return Verdict(text, lower - slack <= interval.mean <= upper + slack, measured)
+
+
+def fresh_seed_failure(t_statistic: float, n: int, threshold: float) -> float:
+    """Chance that ``n`` fresh seeds give a t statistic below ``threshold``, at the measured effect.
+
+    If the true standardised effect is ``d``, the t statistic of ``n`` fresh values follows a
+    noncentral t with ``n - 1`` degrees of freedom and noncentrality ``d·sqrt(n)``. Plugging in
+    the measured ``t_statistic`` for ``d·sqrt(n)`` estimates how often a re-run fails a check
+    that needs ``t >= threshold``. It is an estimate at the measured effect, not a bound: the
+    course's held-out-seed runs are its test.
+
+    Parameters
+    ----------
+    t_statistic
+        The measured ``mean / se`` on the claimed side (positive when the claim holds).
+    n
+        The number of values, at least 2.
+    threshold
+        The t statistic the check needs.
+
+    Returns
+    -------
+    float
+        A probability in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If an argument is not finite or ``n`` is not an integer >= 2.
+    """
     from scipy import stats as scipy_stats
 
-    decimals = len(quoted.strip().partition(".")[2])
-    t = scipy_stats.t.ppf(0.5 + interval.confidence / 2, interval.n - 1)
-    machine_sd = math.sqrt(2) * (interval.high - interval.low) / 2 / t
-    return bool(abs(interval.mean - float(quoted)) <= sigmas * machine_sd + 0.5 * 10.0**-decimals)
+    statistic = require_finite(t_statistic, "t_statistic")
+    count = require_int(n, "n", minimum=2)
+    needed = require_finite(threshold, "threshold")
+    if statistic <= 0:
+        return 1.0 if needed >= 0 else float(scipy_stats.t.sf(-needed, count - 1))
+    return float(min(1.0, max(0.0, scipy_stats.nct.cdf(needed, count - 1, statistic))))
+
+
+def sign_holds(interval: Interval, side: str, what: str = "the mean") -> Verdict:
+    """Whether the measurement shows the sign the prose claims ("B is lower than A"), on its own.
+
+    The check passes when ``interval`` excludes zero on the claimed side (``low > 0`` for
+    ``side="positive"``, ``high < 0`` for ``"negative"``); the same data can never pass the
+    claim and its negation. Whether the claim survives other seeds depends on how far the
+    interval clears zero: the verdict's detail gives :func:`fresh_seed_failure`, the estimated
+    chance that fresh seeds fail this check. A claim is written from a measurement where that
+    chance is within :data:`RISK`; where it is not, use more seeds or say the sign is open.
+
+    Parameters
+    ----------
+    interval
+        The mean (or paired difference) with its Student-t interval.
+    side
+        ``"positive"`` or ``"negative"``.
+    what
+        The quantity in words, for the verdict ("He minus Glorot").
+
+    Returns
+    -------
+    Verdict
+
+    Raises
+    ------
+    ValueError
+        If ``interval`` is not an :class:`Interval` of two or more values or ``side`` is not
+        one of the two.
+    """
+    from scipy import stats as scipy_stats
+
+    if side not in ("positive", "negative"):
+        raise ValueError(f"side must be 'positive' or 'negative', got {side!r}")
+    se = _standard_error(interval)
+    sign = 1.0 if side == "positive" else -1.0
+    statistic = sign * interval.mean / se if se > 0 else (math.inf if sign * interval.mean > 0
+                                                          else -math.inf)
+    holds = interval.low > 0 if side == "positive" else interval.high < 0
+    threshold = float(scipy_stats.t.ppf(0.5 + interval.confidence / 2, interval.n - 1))
+    if math.isinf(statistic):
+        chance = 0.0 if statistic > 0 else 1.0
+    else:
+        chance = fresh_seed_failure(statistic, interval.n, threshold)
+    percent = f"{100 * interval.confidence:g}%"
+    return Verdict(f"{what} is {side}", holds,
+                   f"{interval.mean:.3g} ({percent} CI {interval.low:.3g} to {interval.high:.3g},"
+                   f" n={interval.n}); fresh seeds fail this check with chance {chance:.1g}")
 
 
 def sum_kurtosis(term_kurtosis: float, n_terms: int) -> float:

@@ -1,14 +1,18 @@
 """utils.seeding: same seed, same draws, in every library; clear errors for bad seeds."""
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from utils.seeding import seed_everything
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _draws() -> tuple:
@@ -124,3 +128,47 @@ def test_tensor_float_32_is_switched_off():
     assert not tf.config.experimental.tensor_float_32_execution_enabled()
     assert not torch.backends.cuda.matmul.allow_tf32
     assert not torch.backends.cudnn.allow_tf32
+
+
+def test_utils_imports_triton_before_tensorflow(tmp_path):
+    # torch's CUDA wheels ship Triton, which crashes when imported after TensorFlow; importing
+    # utils (every chapter's first cell) imports it first when it is installed. A stand-in
+    # package records whether it was imported.
+    (tmp_path / "triton").mkdir()
+    (tmp_path / "triton" / "__init__.py").write_text("")
+    code = "import sys; import utils; print('triton' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert ran.stdout.strip() == "True"
+    # with TensorFlow already loaded it must not import Triton (that order is the crash)
+    code = ("import sys, types; sys.modules['tensorflow'] = types.ModuleType('tensorflow');"
+            "import utils; print('triton' in sys.modules)")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert ran.stdout.strip() == "False"
+
+
+def test_deterministic_torch_avoids_importing_triton_after_tensorflow(monkeypatch):
+    import importlib.util
+    import types
+
+    import torch
+
+    from utils import seeding
+
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    monkeypatch.delitem(sys.modules, "triton", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "triton" else None)
+    assert seeding._triton_would_crash()
+    called = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda mode: called.append(mode))
+    torch._C._set_deterministic_algorithms(False)
+    seeding._deterministic_torch(torch)
+    assert called == [] and torch.are_deterministic_algorithms_enabled()
+    # without TensorFlow loaded, torch's own switch is used
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    assert not seeding._triton_would_crash()
+    seeding._deterministic_torch(torch)
+    assert called == [True]

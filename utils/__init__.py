@@ -39,8 +39,33 @@ data
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 #: The marker the notebooks' bootstrap cell checks: this ``utils`` is the course's, not another
 #: module of the same name (Chapter 0, :mod:`utils.colab`).
 COURSE = "initialization-matters"
 __version__ = "0.2.0"
 __all__ = ["COURSE", "__version__"]
+
+
+def _import_triton_before_tensorflow() -> None:
+    """Import Triton now if it is installed and TensorFlow is not loaded yet.
+
+    torch's default (CUDA) wheels ship Triton, and ``torch.use_deterministic_algorithms`` imports
+    it. Imported after TensorFlow, Triton crashes the interpreter (a segmentation fault, seen with
+    TensorFlow 2.21, torch 2.14.1 and Triton 3.8); imported first, both work. Every chapter's
+    first cell imports :mod:`utils` before TensorFlow, so doing it here protects them.
+    :func:`utils.seeding.seed_everything` covers a session that loaded TensorFlow first.
+    """
+    if "triton" in sys.modules or "tensorflow" in sys.modules:
+        return
+    try:
+        if importlib.util.find_spec("triton") is None:
+            return
+        import triton  # noqa: F401
+    except Exception:  # a broken Triton is torch's business, not a reason to fail here
+        return
+
+
+_import_triton_before_tensorflow()

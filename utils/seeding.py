@@ -197,12 +197,44 @@ def seed_everything(
 
         torch.manual_seed(seed)
         if deterministic:
-            torch.use_deterministic_algorithms(True)
+            _deterministic_torch(torch)
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
     if threads is not None:
         set_threads(threads, frameworks=names)
     return seed
+
+
+def _triton_would_crash() -> bool:
+    """True when importing Triton now would follow TensorFlow into the same process.
+
+    ``torch.use_deterministic_algorithms`` imports ``torch._inductor.config``, which imports
+    Triton when torch's CUDA wheel installed it; after TensorFlow that import crashes the
+    interpreter (TensorFlow 2.21 with torch 2.14.1 and Triton 3.8: a segmentation fault).
+    """
+    import importlib.util
+    import sys
+
+    if "triton" in sys.modules or "tensorflow" not in sys.modules:
+        return False
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _deterministic_torch(torch) -> None:
+    """Switch torch to deterministic kernels without importing Triton after TensorFlow.
+
+    Where that import would crash (:func:`_triton_would_crash`), set the kernels' switch alone,
+    ``torch._C._set_deterministic_algorithms``, which is what ``use_deterministic_algorithms``
+    sets besides the inductor compiler's flag. The course never compiles a model, so its kernels
+    are the same either way.
+    """
+    if _triton_would_crash():
+        torch._C._set_deterministic_algorithms(True)
+    else:
+        torch.use_deterministic_algorithms(True)
 
 
 def _require_threads(threads: object) -> None:

@@ -15,7 +15,7 @@ export CUDA_VISIBLE_DEVICES  :=
 export PYTHONHASHSEED        := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab test-seeds test-canary pdf vendor-mathjax browser-check
+.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab test-seeds test-canary pdf vendor-mathjax vendor-vega browser-check
 
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
@@ -110,6 +110,12 @@ test-seeds: $(STAMP)
 	  echo "held-out seeds: shift $$shift passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
+# The canary: every chapter's asserts on the newest TensorFlow, Keras and torch from PyPI's
+# default wheels (torch's CUDA build, as Colab gets), on Colab's Python, in a fresh
+# .venv-canary. It reports (also to _build/canary.md) and never fails: see tests/canary.py.
+test-canary:
+	$(PYTHON) -m tests.canary
+
 student: $(STAMP)
 	$(PY) -m tests.classroom student
 
@@ -162,6 +168,18 @@ vendor-mathjax:
 	    book/_static/mathjax/ \
 	  && cp -r $$tmp/package/es5/output/chtml/fonts/woff-v2 book/_static/mathjax/output/chtml/fonts/ \
 	  && rm -rf $$tmp
+
+# The JavaScript of the interactive figures ships in book/_static/vega (committed): the built
+# bundles of the npm packages vega, vega-lite and vega-embed at the releases utils.interactive
+# pins (VEGA_VERSIONS; in a live notebook the figures load the same releases from a CDN), with
+# their licenses. This target refreshes that copy from the registry.
+vendor-vega: $(STAMP)
+	rm -rf book/_static/vega && mkdir -p book/_static/vega
+	tmp=$$(mktemp -d) && for spec in $$($(PY) -c 'from utils.interactive import VEGA_VERSIONS as v; print(" ".join(f"{k}@{x}" for k, x in v.items()))'); do \
+	  name=$${spec%@*}; (cd $$tmp && npm pack --silent $$spec >/dev/null && mkdir $$name && tar xzf $$name-*.tgz -C $$name) \
+	  && cp $$tmp/$$name/package/build/$$name.min.js book/_static/vega/ \
+	  && cp $$tmp/$$name/package/LICENSE book/_static/vega/LICENSE-$$name || exit 1; \
+	done && rm -rf $$tmp
 
 # Every page of the HTML book in Debian's headless Chromium with the network cut off: formulas
 # typeset, images loaded, internal links and anchors found, no sideways scroll at 1280 px.

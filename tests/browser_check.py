@@ -117,9 +117,121 @@ PAGE_PROBE = r"""
                                 && e.getBoundingClientRect().width > 0; };
   result.sidebars = {primary: shown(".bd-sidebar-primary"),
                      secondary: shown(".bd-sidebar-secondary")};
+  result.figures = document.querySelectorAll(".course-figure").length;
   return result;
 })()
 """
+
+# Runs on a page with interactive figures (utils.interactive): waits for each to be drawn, then
+# moves every control through every option, the others at their first values, as a reader
+# would (setting the HTML input and firing its events). After each move it reads the points
+# the figure draws (the scene graph's symbols) and compares them with the rows the notebook
+# stored in the figure, filtered as the controls say. Returns one report per figure.
+FIGURE_PROBE = r"""
+(async () => {
+  const divs = Array.from(document.querySelectorAll(".course-figure"));
+  const deadline = Date.now() + 20000;
+  while (Date.now() < deadline &&
+         divs.some(d => !(window.courseFigures && window.courseFigures[d.id]))) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  const reports = [];
+  for (const div of divs) {
+    const figure = window.courseFigures && window.courseFigures[div.id];
+    if (!figure) { reports.push({id: div.id, error: "never drawn"}); continue; }
+    const {view, spec, meta} = figure;
+    const keyFields = [meta.x, meta.y, meta.color, meta.panel].filter(f => f);
+    const key = d => JSON.stringify(keyFields.map(f => d[f]));
+    const plotted = () => {
+      const out = [];
+      const walk = node => {
+        if (!node) return;
+        if (node.marktype === "symbol" && node.role === "mark") {
+          node.items.forEach(item => { if (item.datum) out.push(key(item.datum)); });
+        }
+        (node.items || []).forEach(item => (item.items || []).forEach(walk));
+      };
+      (view.scenegraph().root.items || []).forEach(item => (item.items || []).forEach(walk));
+      return out.sort();
+    };
+    const values = () => Object.fromEntries(meta.controls.map(c => [c.field, view.signal(c.parameter)]));
+    const expected = setting => spec.data.values.filter(row => meta.controls.every(c =>
+        (c.everything !== null && setting[c.field] === c.everything) || row[c.field] === setting[c.field]))
+        .map(key).sort();
+    const report = {id: div.id, moves: 0, mismatches: [], unchanged: [], missingInputs: []};
+    const initial = values();
+    const first = plotted();
+    if (JSON.stringify(first) !== JSON.stringify(expected(initial))) {
+      report.mismatches.push({setting: initial, plotted: first.length,
+                              expected: expected(initial).length});
+    }
+    for (const control of meta.controls) {
+      const binding = Array.from(div.querySelectorAll(".vega-bind")).find(
+          b => (b.querySelector(".vega-bind-name") || {}).textContent.trim() === control.label);
+      if (!binding) { report.missingInputs.push(control.label); continue; }
+      const options = control.options.concat(control.everything !== null ? [control.everything] : []);
+      const seen = new Set();
+      for (const option of options) {
+        const radio = Array.from(binding.querySelectorAll("input[type=radio]"))
+            .find(r => r.value === String(option));
+        const input = binding.querySelector("select, input[type=range]");
+        if (radio) { radio.click(); }
+        else if (input) {
+          input.value = String(option);
+          input.dispatchEvent(new Event("input", {bubbles: true}));
+          input.dispatchEvent(new Event("change", {bubbles: true}));
+        } else { report.missingInputs.push(control.label); break; }
+        await view.runAsync();
+        report.moves += 1;
+        const setting = values();
+        if (setting[control.field] !== option) {
+          report.mismatches.push({control: control.label, option: option,
+                                  signal: setting[control.field]});
+          continue;
+        }
+        const now = plotted();
+        seen.add(JSON.stringify(now));
+        if (JSON.stringify(now) !== JSON.stringify(expected(setting))) {
+          report.mismatches.push({control: control.label, option: option,
+                                  plotted: now.length, expected: expected(setting).length});
+        }
+      }
+      if (options.length > 1 && seen.size < 2) report.unchanged.push(control.label);
+      // back to the first value before the next control moves
+      const back = initial[control.field];
+      const radio = Array.from(binding.querySelectorAll("input[type=radio]"))
+          .find(r => r.value === String(back));
+      const input = binding.querySelector("select, input[type=range]");
+      if (radio) radio.click();
+      else if (input) { input.value = String(back);
+                        input.dispatchEvent(new Event("input", {bubbles: true}));
+                        input.dispatchEvent(new Event("change", {bubbles: true})); }
+      await view.runAsync();
+    }
+    reports.push(report);
+  }
+  return reports;
+})()
+"""
+
+
+def figure_failures(page: str, reports: list[dict]) -> list[str]:
+    """The failures in :data:`FIGURE_PROBE`'s reports for one page."""
+    failures = []
+    for report in reports:
+        name = f"{page}: figure {report['id']}"
+        if "error" in report:
+            failures.append(f"{name}: {report['error']}")
+            continue
+        failures += [f"{name}: no input for the control {label!r}"
+                     for label in report["missingInputs"]]
+        failures += [f"{name}: drawn points do not match the stored rows: {m}"
+                     for m in report["mismatches"]]
+        failures += [f"{name}: moving {label!r} changes nothing drawn"
+                     for label in report["unchanged"]]
+        if report["moves"] == 0:
+            failures.append(f"{name}: no control was moved")
+    return failures
 
 
 class DevTools:
@@ -217,7 +329,7 @@ def is_chapter(page: str) -> bool:
     return page.startswith("notebooks/")
 
 
-_EMPTY_FINDINGS = {"mathjax": False, "images": [], "math": 0, "mathUnrendered": [],
+_EMPTY_FINDINGS = {"mathjax": False, "images": [], "math": 0, "mathUnrendered": [], "figures": 0,
                    "mathErrors": [], "rawTex": [], "ids": [], "links": [],
                    "page": {"scrollWidth": 0, "clientWidth": 0}, "wide": [], "blocks": 0,
                    "sidebars": {"primary": False, "secondary": False}}
@@ -293,6 +405,19 @@ def check(html: Path, screenshots: Path | None = None) -> list[str]:
             findings[page] = found
             failures += [f"{page}: {p}" for p in problems]
             failures += _page_failures(page, found)
+            if found.get("figures"):
+                moved = tools.send("Runtime.evaluate", expression=FIGURE_PROBE,
+                                   awaitPromise=True, returnByValue=True,
+                                   timeout=PAGE_TIMEOUT * 1000)
+                if "exceptionDetails" in moved:
+                    failures.append(f"{page}: figure probe failed: "
+                                    f"{moved['exceptionDetails'].get('text', '?')}")
+                else:
+                    reports = moved["result"].get("value") or []
+                    failures += figure_failures(page, reports)
+                    print(f"  {page}: {len(reports)} interactive figure(s), "
+                          f"{sum(r.get('moves', 0) for r in reports)} control moves",
+                          flush=True)
             print(f"  {page}: {found['math']} formulas, {len(found['images'])} images, "
                   f"{len(found['links'])} links, {found['blocks']} code blocks, "
                   f"{time.monotonic() - start:.1f} s", flush=True)

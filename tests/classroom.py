@@ -211,7 +211,9 @@ def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def _chapters() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("*.ipynb"))
+    from tests.layout import notebooks
+
+    return notebooks()
 
 
 def write_student_editions(out: Path = STUDENT_DIR) -> list[Path]:
@@ -223,7 +225,8 @@ def write_student_editions(out: Path = STUDENT_DIR) -> list[Path]:
         problems = check_notebook(nb, path.name)
         if problems:
             raise ValueError("malformed exercises:\n" + "\n".join(problems))
-        target = out / path.name
+        target = out / path.relative_to(NOTEBOOKS)  # sections keep their chapter folder
+        target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(student_edition(nb), target)
         written.append(target)
     return written

@@ -29,21 +29,20 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
-BUDGET_S = 60.0  # per notebook, on the 2-core CI machine (DEVELOPERS.md)
 PROFILE_CELLS = 6  # `make bench` names this many slowest cells per notebook
 
 sys.path.insert(0, str(ROOT))
+from tests.layout import NOTEBOOKS, budget_seconds, notebooks  # noqa: E402
 from utils.colab import (PACKAGE_FILES, bootstrap_cell_source, course_ref,  # noqa: E402
                          repository_url)
 
 
 def notebook_paths(names: list[str] | None = None) -> list[Path]:
-    """The chapter notebooks, in reading order, or the ones named."""
+    """The course's notebooks (every section), in reading order, or the ones named."""
     if names:
         return [Path(n).resolve() for n in names]
-    return sorted(NOTEBOOKS.glob("*.ipynb"))
+    return notebooks()
 
 
 def canonical_bootstrap() -> str:
@@ -126,7 +125,8 @@ def run(path: Path, write: bool, profile: list | None = None) -> float:
 def execute(names: list[str] | None) -> int:
     for path in notebook_paths(names):
         seconds = run(path, write=True)
-        flag = "" if seconds <= BUDGET_S else f"  OVER the {BUDGET_S:.0f} s budget"
+        budget = budget_seconds(path)
+        flag = "" if seconds <= budget else f"  OVER the {budget:.0f} s budget"
         print(f"executed {path.relative_to(ROOT)} in {seconds:.1f} s{flag}", flush=True)
     return 0
 
@@ -151,19 +151,21 @@ def bootstrap(names: list[str] | None) -> int:
 def bench(names: list[str] | None) -> int:
     rows = []
     for path in notebook_paths(names):
-        print(f"running {path.name} ...", flush=True)
+        name = path.relative_to(NOTEBOOKS).as_posix()
+        print(f"running {name} ...", flush=True)
         profile: list[tuple[int, float]] = []
-        rows.append((path.name, run(path, write=False, profile=profile)))
+        rows.append((name, run(path, write=False, profile=profile), budget_seconds(path)))
         slowest = sorted(profile, key=lambda row: row[1], reverse=True)[:PROFILE_CELLS]
         print(f"  {rows[-1][1]:.1f} s; slowest cells (index in the notebook: seconds): "
               + ", ".join(f"{index}: {seconds:.1f}" for index, seconds in slowest), flush=True)
     rows.sort(key=lambda r: r[1], reverse=True)
     width = max([len(r[0]) for r in rows] + [8])
     print(f"\n{'notebook':<{width}}  seconds  budget")
-    for name, seconds in rows:
-        print(f"{name:<{width}}  {seconds:7.1f}  {'ok' if seconds <= BUDGET_S else 'OVER'}")
-    print(f"{'total':<{width}}  {sum(s for _, s in rows):7.1f}")
-    over = [name for name, s in rows if s > BUDGET_S]
+    for name, seconds, budget in rows:
+        verdict = "ok" if seconds <= budget else "OVER"
+        print(f"{name:<{width}}  {seconds:7.1f}  {verdict} ({budget:.0f} s)")
+    print(f"{'total':<{width}}  {sum(r[1] for r in rows):7.1f}")
+    over = [name for name, s, budget in rows if s > budget]
     try:
         benchmarks = importlib.import_module("tests.benchmarks")
     except ModuleNotFoundError:

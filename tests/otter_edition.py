@@ -52,6 +52,7 @@ from pathlib import Path
 import nbformat
 
 from tests.classroom import check_notebook, graded_exercises, student_edition
+from tests.layout import by_id, notebook_id, notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -347,7 +348,8 @@ def write_chapter(path: Path, out: Path) -> dict:
     nb = nbformat.read(path, as_version=4)
     student, found = otter_notebook(nb, path.name, solutions=False)
     solution, _ = otter_notebook(nb, path.name, solutions=True)
-    base = out / path.stem
+    name = notebook_id(path)  # unique across the book, sections included
+    base = out / name
     written = {"questions": found}
     for kind, notebook, hidden in (("student", student, False), ("solution", solution, True)):
         folder = base / kind
@@ -357,13 +359,13 @@ def write_chapter(path: Path, out: Path) -> dict:
         for question in found:
             (folder / "tests" / f"{question.name}.py").write_text(
                 otter_test_file(question, path.name, include_hidden=hidden))
-        nbformat.write(notebook, folder / path.name)
-        written[kind] = folder / path.name
+        nbformat.write(notebook, folder / f"{name}.ipynb")
+        written[kind] = folder / f"{name}.ipynb"
     bootstrap = next(c.source for c in nb.cells if c.cell_type == "code")
     with tempfile.TemporaryDirectory() as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text("\n".join(autograder_requirements(bootstrap)) + "\n")
-        archive = base / f"{path.stem}-autograder.zip"
+        archive = base / f"{name}-autograder.zip"
         archive.unlink(missing_ok=True)
         result = _otter("generate", "--tests-dir", str(base / "solution" / "tests"),
                         "--output-path", str(archive), "--requirements", str(requirements),
@@ -377,11 +379,15 @@ def write_chapter(path: Path, out: Path) -> dict:
 
 
 def _chapters(names: tuple[str, ...] = ()) -> list[Path]:
-    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    unknown = sorted(set(names) - {p.stem for p in paths})
+    """The notebooks with graded exercises, or the named ones (by :func:`notebook_id`)."""
+    paths = [p for p in notebooks()
+             if graded_exercises(nbformat.read(p, as_version=4), p.name)]
+    ids = [notebook_id(p) for p in paths]
+    unknown = sorted(set(names) - set(ids))
     if unknown:
-        raise ValueError(f"chapters: unknown {unknown}; chapters are {[p.stem for p in paths]}")
-    return [p for p in paths if not names or p.stem in names]
+        raise ValueError(f"chapters: unknown {unknown}; notebooks with graded exercises are "
+                         f"{ids}")
+    return [p for p, ident in zip(paths, ids) if not names or ident in names]
 
 
 def build(out: Path = OTTER_DIR, chapters: tuple[str, ...] = ()) -> list[dict]:
@@ -431,7 +437,7 @@ def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT,
         runs = [("solutions", files["solution"], dict(maxima)),
                 ("student", files["student"], {q.name: 0.0 for q in found})]
         if chapter in solved:
-            chapter_nb = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
+            chapter_nb = nbformat.read(by_id(chapter), as_version=4)
             student_nb = nbformat.read(files["student"], as_version=4)
             for question in found:
                 if solved[chapter] is not None and question.name not in solved[chapter]:

@@ -10,12 +10,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.layout import notebook_id, notebooks
+
 from tests.graded_proof import mutants
 from tests.classroom import (check_notebook, graded_exercises, student_edition,
                              write_student_editions)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CHAPTERS = notebooks()
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -24,7 +26,7 @@ def _read(path: Path) -> nbformat.NotebookNode:
 
 # ---- the format ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=notebook_id)
 def test_chapter_exercises_are_well_formed(path):
     problems = check_notebook(_read(path), path.name)
     assert not problems, "\n".join(problems)
@@ -113,7 +115,7 @@ def test_student_edition_drops_hidden_tests():
     assert "double(-2.5)" in nb.cells[3].source  # the input is not modified
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=notebook_id)
 def test_student_edition_has_no_solutions_and_keeps_everything_else(path):
     nb = _read(path)
     student = student_edition(nb)
@@ -137,7 +139,8 @@ def test_student_edition_has_no_solutions_and_keeps_everything_else(path):
 
 def test_make_student_writes_every_chapter(tmp_path):
     written = write_student_editions(tmp_path)
-    assert sorted(p.name for p in written) == [p.name for p in CHAPTERS]
+    assert sorted(p.relative_to(tmp_path) for p in written) == sorted(
+        p.relative_to(ROOT / "notebooks") for p in CHAPTERS)
     for path in written:
         nbformat.validate(_read(path))
 
@@ -152,9 +155,10 @@ def test_every_chapter_with_graded_tests_gets_its_proof_item(pytestconfig):
     args = [str(p) for p in CHAPTERS]
     result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *args],
                             cwd=ROOT, capture_output=True, text=True)
-    proven = {line.split("::")[0].rsplit("/", 1)[-1] for line in result.stdout.splitlines()
+    proven = {line.split("::")[0] for line in result.stdout.splitlines()
               if line.endswith("::graded tests on the student edition")}
-    expected = {p.name for p in CHAPTERS if graded_exercises(_read(p), p.name)}
+    expected = {p.relative_to(ROOT).as_posix() for p in CHAPTERS
+                if graded_exercises(_read(p), p.name)}
     assert proven == expected and expected, result.stdout[-2000:]
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.layout import notebook_id, notebooks
+
 import utils
 from tests.nbtools import bootstrap_ref
 from utils.colab import (PACKAGE_FILES, bootstrap_cell_source, course_ref, environment_report,
@@ -138,8 +140,8 @@ def test_course_ref_is_the_last_commit_of_the_package(tmp_path):
 
 
 @needs_git
-@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", notebooks(),
+                         ids=notebook_id)
 def test_notebook_ref_resolves_and_installs_what_head_has(path):
     """The commit a notebook's bootstrap installs exists and holds the package HEAD holds."""
     import json

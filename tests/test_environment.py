@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.layout import all_notebook_files, notebook_id, notebooks, toc_files
+
 import utils
 from tests.nbtools import bootstrap_ref
 from utils.colab import bootstrap_cell_source, repository_url
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = notebooks()
 
 
 def _requirements() -> dict[str, str]:
@@ -77,7 +79,7 @@ def test_ci_runs_the_readme_test_command_first_then_the_documented_checks():
         assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), target
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_notebook_is_committed_executed_in_order(path):
     nb = json.loads(path.read_text())
     counts = [c["execution_count"] for c in nb["cells"]
@@ -88,7 +90,7 @@ def test_notebook_is_committed_executed_in_order(path):
     assert not errors, f"{path.name} has error outputs"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_notebook_starts_with_the_bootstrap(path):
     nb = json.loads(path.read_text())
     first = next(c for c in nb["cells"] if c["cell_type"] == "code")
@@ -101,10 +103,10 @@ def test_notebook_starts_with_the_bootstrap(path):
     assert "hide-input" in first["metadata"].get("tags", []), f"{path.name}: bootstrap not folded"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", all_notebook_files(), ids=notebook_id)
 def test_notebook_is_in_the_table_of_contents(path):
-    toc = (ROOT / "_toc.yml").read_text()
-    assert re.search(rf"file:\s*notebooks/{re.escape(path.stem)}\s*$", toc, re.M)
+    entry = path.relative_to(ROOT).with_suffix("").as_posix()
+    assert entry in toc_files(), f"{entry} is not in _toc.yml"
 
 
 def test_toc_files_exist():
@@ -116,7 +118,7 @@ def test_toc_files_exist():
 MAX_LINE = 99  # what fits the book's code column on a 1280-pixel screen (book/_static/course.css)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_notebook_lines_fit_the_page(path):
     nb = json.loads(path.read_text())
     long_lines = []
@@ -143,11 +145,11 @@ def _numbered_chapters() -> list[str]:
     return stems
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_numbered_chapter_titles_carry_no_hand_written_number(path):
     first = json.loads(path.read_text())["cells"][0]
     title = "".join(first["source"]).splitlines()[0]
     assert title.startswith("# "), f"{path.name}: the first cell must be the chapter title"
-    if path.stem in _numbered_chapters():
+    if path.relative_to(ROOT / "notebooks").with_suffix("").as_posix() in _numbered_chapters():
         assert not re.match(r"#\s*\d", title), \
             f"{path.name}: the book numbers this chapter; drop the number from {title!r}"

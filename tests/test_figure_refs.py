@@ -12,8 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.layout import notebook_id, notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = notebooks()
 NUMREF = re.compile(r"\{numref\}`(?:[^`<]*<)?([^`<>]+)>?`")
 
 
@@ -27,7 +29,7 @@ def _figures_and_refs(path: Path) -> tuple[list[str], set[str]]:
     return names, refs
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_every_figure_is_referenced_by_number_in_its_chapter(path):
     names, refs = _figures_and_refs(path)
     missing = [name for name in names if name not in refs]

@@ -14,8 +14,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.layout import chapter_of, notebook_id, notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = notebooks()
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,9 +33,9 @@ def _text(value) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_every_figure_has_caption_name_and_alt_text(path):
-    chapter = int(path.name[:2])
+    chapter = chapter_of(path)
     problems = []
     for index, cell in figure_cells(path):
         pngs = sum("image/png" in output.get("data", {}) for output in cell.outputs)

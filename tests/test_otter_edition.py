@@ -11,12 +11,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.layout import notebook_id, notebooks
+
 from tests.otter_edition import (autograder_requirements, otter_notebook, otter_version,
                                  otter_test_file, question_name, questions, splice_solution,
                                  split_hidden)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CHAPTERS = notebooks()
 HAS_OTTER = importlib.util.find_spec("otter") is not None
 needs_otter = pytest.mark.skipif(not HAS_OTTER, reason="otter-grader is not installed "
                                  "(make otter installs requirements-otter.txt)")
@@ -206,7 +208,7 @@ def test_a_stub_fails_with_its_not_implemented_error(tmp_path):
 
 # ---- the real chapters ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=notebook_id)
 def test_every_graded_exercise_of_a_chapter_becomes_a_question(path):
     from tests.classroom import graded_exercises
 

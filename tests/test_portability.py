@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.layout import notebook_id, notebooks
+
 from tests import pytest_course
 from tests.portability import (EXEMPT_LIMIT, asserts_something, code_cells_with_outputs,
                                is_exempt, strict_share)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CHAPTERS = notebooks()
 
 
 def test_at_most_a_tenth_of_the_cells_with_outputs_are_exempt():
@@ -22,7 +24,7 @@ def test_at_most_a_tenth_of_the_cells_with_outputs_are_exempt():
     assert share.exempt <= EXEMPT_LIMIT * share.with_outputs, share
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=notebook_id)
 def test_every_exempt_cell_asserts_its_claim(path):
     bare = [i for i, cell in code_cells_with_outputs(path)
             if is_exempt(cell) and not asserts_something(cell.source)]

@@ -22,7 +22,6 @@ import builtins
 import importlib
 import inspect
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -29,6 +29,9 @@ distributions
     Which distribution a parameter was drawn from; check values against it (Chapter 3).
 plotting
     Weight/activation/gradient histograms, mean-with-band plots, one palette (Chapter 3).
+interactive
+    Figures with controls (sliders, drop-downs) that work offline in the book and in Colab
+    (Chapter 1).
 priors
     Prior-logit output biases and the initial-loss check (Chapter 4).
 experiments

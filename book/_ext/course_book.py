@@ -23,6 +23,12 @@ is the PDF's Chapter 2), and theorems and exercises carry the web's numbers too 
 counters of a book in parts; the extension numbers the documents' items at depth 1 and hands
 the writer depth 2).
 
+A *check* cell (tag ``check``) holds the proof of a claim: its first line is
+``#@title Check: <the claim in words>`` and its metadata has ``"cellView": "form"``, so Colab
+shows only the title and the output. The book does the same: it folds the cell's code
+(myst-nb's ``hide-input``) under a button that reads the title, one click from open, and shows
+the output (one line per claim). The committed notebook keeps only the ``check`` tag.
+
 Once ``make pdf`` has built the PDF (``_build/latex``), the HTML build copies it to
 ``_static`` and sets the tag ``pdf_edition``, which shows the introduction's download link.
 Without the PDF the link is left out, so the HTML build never links to a missing file.
@@ -44,6 +50,43 @@ _CELL_ENVIRONMENTS = r"""
 """
 
 _MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
+_TITLE = re.compile(r"^\s*#@title\s+(.+?)\s*(\{.*\})?\s*$")
+
+#: What a folded check cell's button reads when it is open.
+CHECK_HIDE_PROMPT = "Hide the check"
+
+
+def check_title(source: str) -> str | None:
+    """The claim of a check cell: the text of its ``#@title`` first line (None if it has none).
+
+    Colab's form options after the title (``{display-mode: "form"}``) are not part of it.
+    """
+    first = source.lstrip("\n").split("\n", 1)[0]
+    match = _TITLE.match(first)
+    return match.group(1).strip() if match else None
+
+
+def fold_check_cells(notebook_json: str) -> str:
+    """Return the notebook JSON with every ``check`` cell folded under its title.
+
+    Each code cell tagged ``check`` gets myst-nb's ``hide-input`` tag and, as the fold's
+    button, its ``#@title`` text (``mystnb.code_prompt_show``). Other cells are unchanged.
+    """
+    notebook = json.loads(notebook_json)
+    for cell in notebook.get("cells", []):
+        metadata = cell.get("metadata", {})
+        tags = metadata.get("tags", [])
+        if cell.get("cell_type") != "code" or "check" not in tags:
+            continue
+        source = cell.get("source", "")
+        title = check_title(source if isinstance(source, str) else "".join(source))
+        if "hide-input" not in tags:
+            metadata["tags"] = [*tags, "hide-input"]
+        mystnb = metadata.setdefault("mystnb", {})
+        mystnb.setdefault("code_prompt_show", title or "Check")
+        mystnb.setdefault("code_prompt_hide", CHECK_HIDE_PROMPT)
+        cell["metadata"] = metadata
+    return json.dumps(notebook)
 
 
 def strip_solution_markers(notebook_json: str) -> str:
@@ -60,8 +103,12 @@ def strip_solution_markers(notebook_json: str) -> str:
 
 
 def _on_source_read(app: Any, docname: str, source: list[str]) -> None:
-    if str(app.env.doc2path(docname)).endswith(".ipynb") and "### BEGIN SOLUTION" in source[0]:
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"):
+        return
+    if "### BEGIN SOLUTION" in source[0]:
         source[0] = strip_solution_markers(source[0])
+    if '"check"' in source[0]:
+        source[0] = fold_check_cells(source[0])
 
 
 def latex_macros(mathjax3_config: dict[str, Any] | None) -> str:

@@ -68,10 +68,12 @@ def test_package_version_is_single_sourced():
 
 def test_ci_runs_the_readme_test_command_first_then_the_documented_checks():
     # `make test` (the pinned environment) first, then every check the README documents:
-    # the chapters on Colab's versions, the Otter-Grader proof, the PDF and the browser check.
+    # the chapters with their seeds moved and on Colab's versions, the Otter-Grader proof, the
+    # PDF, the browser check, and last the canary (which reports and never fails).
     ci = (ROOT / ".ci" / "run").read_text()
     steps = re.findall(r"^step make (\S+)$", ci, flags=re.M)
-    assert steps == ["test", "test-colab", "otter-check", "pdf", "browser-check"], steps
+    assert steps == ["test", "test-seeds", "test-colab", "otter-check", "pdf", "browser-check",
+                     "test-canary"], steps
     readme = (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()
     for target in steps + ["book"]:

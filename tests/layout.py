@@ -69,6 +69,12 @@ def is_section(path: Path) -> bool:
     return Path(path).resolve().parent != NOTEBOOKS.resolve()
 
 
+def is_reference(path: Path) -> bool:
+    """Whether the notebook is a chapter's reference page (``*reference.ipynb``): consulted, not
+    read, so it keeps the check-cell rules but not a lesson's."""
+    return Path(path).stem.endswith("reference")
+
+
 def by_id(identifier: str) -> Path:
     """The notebook with this :func:`notebook_id` (or file stem, for a one-notebook chapter).
 

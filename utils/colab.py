@@ -33,7 +33,7 @@ __all__ = [
 PACKAGE_NAME = COURSE
 
 _BOOTSTRAP_TEMPLATE = '''\
-# Bootstrap, the same first cell in every chapter. On Google Colab it installs the course's
+# Bootstrap, the same first cell in every notebook. On Google Colab it installs the course's
 # `utils` package at the commit this notebook was executed with; TensorFlow, Keras and torch
 # stay Colab's own (never reinstalled). Everywhere, it checks what `import utils` finds.
 import importlib.util, os, subprocess, sys
@@ -50,9 +50,12 @@ if "google.colab" in sys.modules and getattr(utils, "COURSE", None) != COURSE:
     pip = [sys.executable, "-m", "pip", "install", "--quiet", COURSE_PACKAGE]
     subprocess.run(pip, check=True)
     utils = fresh_utils()
-elif utils is None and os.path.isdir("../utils"):
-    sys.path.insert(0, os.path.abspath(".."))  # a clone opened without `make`
-    utils = fresh_utils()
+elif utils is None:  # a clone opened without `make`: utils/ is one or two folders up
+    for up in ("..", os.path.join("..", "..")):
+        if os.path.isdir(os.path.join(up, "utils")):
+            sys.path.insert(0, os.path.abspath(up))
+            utils = fresh_utils()
+            break
 if utils is None:
     raise ImportError(f"no module named utils: pip install '{{COURSE_PACKAGE}}'")
 found = (getattr(utils, "COURSE", None), getattr(utils, "__version__", None))

@@ -326,7 +326,8 @@ def pages_of(html: Path) -> list[str]:
 
 
 def is_chapter(page: str) -> bool:
-    return page.startswith("notebooks/")
+    """A notebook's page (a chapter's landing page, ``index.html``, has no cells)."""
+    return page.startswith("notebooks/") and not page.endswith("/index.html")
 
 
 _EMPTY_FINDINGS = {"mathjax": False, "images": [], "math": 0, "mathUnrendered": [], "figures": 0,

@@ -366,3 +366,13 @@ def test_quote_holds_wants_the_quote_as_written(quoted, message):
 
     with pytest.raises(ValueError, match=message):
         quote_holds(mean_ci([1.0, 2.0, 3.0]), quoted)
+
+
+def test_a_verdict_line_fits_the_page():
+    from utils.stats import LINE_WIDTH, claim
+
+    verdict = claim("a claim with a long description " * 3, True, "a long detail " * 8)
+    lines = str(verdict).splitlines()
+    assert len(lines) > 1 and all(len(line) <= LINE_WIDTH for line in lines)
+    assert all(line.startswith("    ") for line in lines[1:])
+    assert " ".join(part.strip() for part in lines).endswith(": holds")

@@ -41,6 +41,7 @@ __all__ = [
     "std_tolerance",
     "sum_kurtosis",
     "RISK",
+    "LINE_WIDTH",
     "risk_quantile",
     "Verdict",
     "claim",
@@ -561,7 +562,7 @@ def std_tolerance(n: int, sigmas: float = 5.0, kurtosis: float = 3.0) -> float:
     return variance_tolerance(n, sigmas, kurtosis) / 2
 
 
-#: The course's risk budget: a check of a true claim may fail by chance at most once in a
+#: The course's risk budget. A check of a true claim may fail by chance at most once in a
 #: million runs, on any seeds and any machine. A 5-sigma Monte-Carlo bound meets it (two-sided
 #: normal tail 5.7e-7); a claim about a mean over ``n`` seeds meets it through
 #: :func:`risk_quantile`. "How this course checks a claim" derives both.
@@ -602,6 +603,10 @@ def risk_quantile(n: int, risk: float = RISK) -> float:
     return float(scipy_stats.t.isf(float(risk) / 2, count - 1))
 
 
+#: The widest line a check cell prints (what the book's code column shows without scrolling).
+LINE_WIDTH = 99
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Whether one claim holds, with what was compared: one line of a check cell's output.
@@ -627,7 +632,12 @@ class Verdict:
         return bool(self.holds)
 
     def __str__(self) -> str:
-        return f"{self.claim}: {self.detail}: {'holds' if self.holds else 'DOES NOT HOLD'}"
+        import textwrap
+
+        line = f"{self.claim}: {self.detail}: {'holds' if self.holds else 'DOES NOT HOLD'}"
+        # at most LINE_WIDTH characters a line, continuation lines indented: it fits the page
+        return textwrap.fill(line, width=LINE_WIDTH, subsequent_indent="    ",
+                             break_long_words=False, break_on_hyphens=False)
 
 
 def claim(text: str, holds: Any, detail: str = "") -> Verdict:

@@ -20,7 +20,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
 	@echo "make test     unit tests + every notebook with nbval + the book build (one pytest run)"
-	@echo "make bench    seconds per notebook, slowest first, and the plotting benchmark"
+	@echo "make bench    seconds per section notebook (or NB=...), slowest first, then benchmarks"
 	@echo "make execute  re-execute every notebook in place (after editing one), outputs committed"
 	@echo "make bootstrap  point every notebook's first cell at the last commit of utils/ (no run)"
 	@echo "make test-colab every chapter's asserts on Google Colab's versions, in .venv-colab"
@@ -56,7 +56,7 @@ book: $(STAMP)
 	$(PY) -m tests.book build
 
 bench: $(STAMP)
-	$(PY) -m tests.nbtools bench
+	$(PY) -m tests.nbtools bench $(NB)
 
 execute: $(STAMP)
 	$(PY) -m tests.nbtools execute $(NB)

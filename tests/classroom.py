@@ -5,7 +5,7 @@
 ``python -m tests.classroom check``
     Check every chapter's exercises and print the problems, if any.
 
-The exercise format (one format across the course; see ``notebooks/00_setup.ipynb``):
+The exercise format (one format across the course; see ``notebooks/00_setup/01_environment.ipynb``):
 
 * a markdown cell with ``:::{exercise}`` and a ``:label:``; its solution between
   ``:::{solution-start} LABEL`` and ``:::{solution-end}`` (sphinx-exercise; a dropdown in the
@@ -71,6 +71,19 @@ def _test_cell_of(nb: nbformat.NotebookNode, solution_index: int) -> int | None:
                                     and _EXERCISE.search(cell.source)):
             return None
     return None
+
+
+def minimums(path: Path) -> dict[str, int]:
+    """How many exercises and graded exercises a notebook must have: a whole chapter
+    :data:`MIN_EXERCISES` and :data:`MIN_GRADED`; a section one of each (its graded exercise
+    tests its central idea); a reference page none. For :func:`check_notebook`'s keywords."""
+    from tests.layout import is_reference, is_section
+
+    if is_reference(path):
+        return {"min_exercises": 0, "min_graded": 0}
+    if is_section(path):
+        return {"min_exercises": 1, "min_graded": 1}
+    return {"min_exercises": MIN_EXERCISES, "min_graded": MIN_GRADED}
 
 
 def check_notebook(nb: nbformat.NotebookNode, name: str,
@@ -222,7 +235,7 @@ def write_student_editions(out: Path = STUDENT_DIR) -> list[Path]:
     written = []
     for path in _chapters():
         nb = nbformat.read(path, as_version=4)
-        problems = check_notebook(nb, path.name)
+        problems = check_notebook(nb, path.name, **minimums(path))
         if problems:
             raise ValueError("malformed exercises:\n" + "\n".join(problems))
         target = out / path.relative_to(NOTEBOOKS)  # sections keep their chapter folder
@@ -240,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         problems = [p for path in _chapters()
-                    for p in check_notebook(nbformat.read(path, as_version=4), path.name)]
+                    for p in check_notebook(nbformat.read(path, as_version=4), path.name,
+                                            **minimums(path))]
         print("\n".join(problems) or "exercises: no problems")
         return 1 if problems else 0
     try:

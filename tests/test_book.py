@@ -14,7 +14,7 @@ def test_book_builds_without_warnings(tmp_path):
     assert "WARNING" not in log, log[-4000:]
     html = tmp_path / "_build" / "html"
     assert (html / "index.html").exists()
-    assert (html / "notebooks" / "00_setup.html").exists()
+    assert (html / "notebooks" / "00_setup" / "index.html").exists()
 
 
 def test_solution_markers_are_stripped_for_the_book_only():

@@ -13,7 +13,7 @@ import pytest
 from tests.layout import notebook_id, notebooks
 
 from tests.graded_proof import mutants
-from tests.classroom import (check_notebook, graded_exercises, student_edition,
+from tests.classroom import (check_notebook, graded_exercises, minimums, student_edition,
                              write_student_editions)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ def _read(path: Path) -> nbformat.NotebookNode:
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=notebook_id)
 def test_chapter_exercises_are_well_formed(path):
-    problems = check_notebook(_read(path), path.name)
+    problems = check_notebook(_read(path), path.name, **minimums(path))
     assert not problems, "\n".join(problems)
 
 

@@ -376,3 +376,21 @@ def test_a_verdict_line_fits_the_page():
     assert len(lines) > 1 and all(len(line) <= LINE_WIDTH for line in lines)
     assert all(line.startswith("    ") for line in lines[1:])
     assert " ".join(part.strip() for part in lines).endswith(": holds")
+
+
+def test_bounds_hold_checks_each_bound_as_a_sign():
+    from utils.stats import bounds_hold, sign_holds
+
+    interval = _interval(0.57, 0.01, 20)  # 95 % CI about 0.549 to 0.591
+    assert bounds_hold(interval, 0.5, 0.65)
+    assert not bounds_hold(interval, 0.56, 0.65)  # the interval reaches below 0.56
+    assert not bounds_hold(interval, high=0.58)
+    assert bounds_hold(interval, low=0.5) and "above 0.5" in bounds_hold(interval, low=0.5).claim
+    # the same data never pass a bound and its negation
+    assert not (bounds_hold(interval, low=0.57) and bounds_hold(interval, high=0.57))
+    # a sign is the bound zero
+    assert sign_holds(interval, "positive").holds == bounds_hold(interval, low=0.0).holds
+    with pytest.raises(ValueError, match="give low, high or both"):
+        bounds_hold(interval)
+    with pytest.raises(ValueError, match="low must be smaller than high"):
+        bounds_hold(interval, 0.7, 0.6)

@@ -49,6 +49,7 @@ __all__ = [
     "quote_holds",
     "range_holds",
     "sign_holds",
+    "bounds_hold",
     "fresh_seed_failure",
     "KURTOSIS",
     "TruncatedNormalMoments",
@@ -849,15 +850,78 @@ def fresh_seed_failure(t_statistic: float, n: int, threshold: float) -> float:
     return float(min(1.0, max(0.0, scipy_stats.nct.cdf(needed, count - 1, statistic))))
 
 
+def bounds_hold(interval: Interval, low: float | None = None, high: float | None = None,
+                what: str = "the mean") -> Verdict:
+    """Whether the measurement shows the bounds the prose claims ("between 0.5 and 0.65").
+
+    Each bound is a sign claim of its own (the mean minus ``low`` is positive; ``high`` minus
+    the mean is positive), checked as :func:`sign_holds` checks a sign: the interval must lie
+    beyond the bound, so a mean on the wrong side of a bound fails, and no data pass a bound and
+    its negation. The detail gives :func:`fresh_seed_failure` for the nearer bound: the chance
+    that fresh seeds fail the check, at the measured distance. Where the prose writes a range
+    that the seeds cannot support at the one-in-a-million level of :func:`range_holds`, this is
+    the check: the range's ends are claims the interval clears.
+
+    Parameters
+    ----------
+    interval
+        The mean (or paired difference) with its Student-t interval.
+    low, high
+        The claimed bounds; at least one, ``low < high`` when both are given.
+    what
+        The quantity in words, for the verdict.
+
+    Returns
+    -------
+    Verdict
+
+    Raises
+    ------
+    ValueError
+        If ``interval`` is not an :class:`Interval` of two or more values, no bound is given,
+        a bound is not finite, or ``low >= high``.
+    """
+    from scipy import stats as scipy_stats
+
+    se = _standard_error(interval)
+    if low is None and high is None:
+        raise ValueError("give low, high or both: the bounds the text claims")
+    lower = None if low is None else require_finite(low, "low")
+    upper = None if high is None else require_finite(high, "high")
+    if lower is not None and upper is not None and not lower < upper:
+        raise ValueError(f"low must be smaller than high, got low={low!r}, high={high!r}")
+    needed = float(scipy_stats.t.ppf(0.5 + interval.confidence / 2, interval.n - 1))
+    holds, chance, words = True, 0.0, []
+    for bound, distance, beyond, word in (
+            (lower, None if lower is None else interval.mean - lower,
+             None if lower is None else interval.low > lower, "above"),
+            (upper, None if upper is None else upper - interval.mean,
+             None if upper is None else interval.high < upper, "below")):
+        if bound is None:
+            continue
+        holds = holds and bool(beyond)
+        if se > 0:
+            bound_chance = fresh_seed_failure(distance / se, interval.n, needed)
+        else:
+            bound_chance = 0.0 if distance > 0 else 1.0
+        chance = max(chance, bound_chance)
+        words.append(f"{word} {bound:g}")
+    percent = f"{100 * interval.confidence:g}%"
+    return Verdict(f"{what} is {' and '.join(words)}", holds,
+                   f"{interval.mean:.3g} ({percent} CI {interval.low:.3g} to {interval.high:.3g},"
+                   f" n={interval.n}); fresh seeds fail this check with chance {chance:.1g}")
+
+
 def sign_holds(interval: Interval, side: str, what: str = "the mean") -> Verdict:
     """Whether the measurement shows the sign the prose claims ("B is lower than A"), on its own.
 
     The check passes when ``interval`` excludes zero on the claimed side (``low > 0`` for
-    ``side="positive"``, ``high < 0`` for ``"negative"``); the same data can never pass the
-    claim and its negation. Whether the claim survives other seeds depends on how far the
-    interval clears zero: the verdict's detail gives :func:`fresh_seed_failure`, the estimated
-    chance that fresh seeds fail this check. A claim is written from a measurement where that
-    chance is within :data:`RISK`; where it is not, use more seeds or say the sign is open.
+    ``side="positive"``, ``high < 0`` for ``"negative"``): :func:`bounds_hold` with the bound 0.
+    The same data can never pass the claim and its negation. Whether the claim survives other
+    seeds depends on how far the interval clears zero: the verdict's detail gives
+    :func:`fresh_seed_failure`, the estimated chance that fresh seeds fail this check. A claim
+    is written from a measurement where that chance is within :data:`RISK`; where it is not, use
+    more seeds or say the sign is open.
 
     Parameters
     ----------
@@ -878,24 +942,11 @@ def sign_holds(interval: Interval, side: str, what: str = "the mean") -> Verdict
         If ``interval`` is not an :class:`Interval` of two or more values or ``side`` is not
         one of the two.
     """
-    from scipy import stats as scipy_stats
-
     if side not in ("positive", "negative"):
         raise ValueError(f"side must be 'positive' or 'negative', got {side!r}")
-    se = _standard_error(interval)
-    sign = 1.0 if side == "positive" else -1.0
-    statistic = sign * interval.mean / se if se > 0 else (math.inf if sign * interval.mean > 0
-                                                          else -math.inf)
-    holds = interval.low > 0 if side == "positive" else interval.high < 0
-    threshold = float(scipy_stats.t.ppf(0.5 + interval.confidence / 2, interval.n - 1))
-    if math.isinf(statistic):
-        chance = 0.0 if statistic > 0 else 1.0
-    else:
-        chance = fresh_seed_failure(statistic, interval.n, threshold)
-    percent = f"{100 * interval.confidence:g}%"
-    return Verdict(f"{what} is {side}", holds,
-                   f"{interval.mean:.3g} ({percent} CI {interval.low:.3g} to {interval.high:.3g},"
-                   f" n={interval.n}); fresh seeds fail this check with chance {chance:.1g}")
+    verdict = bounds_hold(interval, low=0.0 if side == "positive" else None,
+                          high=0.0 if side == "negative" else None, what=what)
+    return Verdict(f"{what} is {side}", verdict.holds, verdict.detail)
 
 
 def sum_kurtosis(term_kurtosis: float, n_terms: int) -> float:

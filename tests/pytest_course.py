@@ -153,8 +153,21 @@ def notebook_times() -> list[tuple[str, float, int]]:
     return sorted(rows, key=lambda row: row[1], reverse=True)
 
 
+_summaries: dict[str, list[str]] = defaultdict(list)
+
+
+def add_summary(title: str, line: str) -> None:
+    """Print ``line`` under the section ``title`` at the end of the run (the zoo tests report
+    their timings this way: output written during a test is captured)."""
+    _summaries[title].append(line)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config) -> None:
     tr = terminalreporter
+    for title, lines in _summaries.items():
+        tr.section(title)
+        for line in lines:
+            tr.write_line(line)
     if _proofs:
         tr.section("graded tests: pass on the solution, fail on the stub and on wrong answers")
         for notebook, proof in _proofs:

@@ -316,3 +316,186 @@ def test_keras_layout_round_trips_torch_weights():
         keras_layout((3,), "torch")
     with pytest.raises(ValueError, match="framework must be 'keras' or 'torch'"):
         from_keras_layout(kernel, "jax")
+
+
+# --------------------------------------------------------------------------------------------
+# output_graph: the layers that compute each output, from what the model computes
+# --------------------------------------------------------------------------------------------
+
+def _sources(graph):
+    return [(s.output_name, s.layer, [(step.name, step.kind) for step in s.after])
+            for s in graph.sources]
+
+
+def _torch_layouts():
+    import torch
+    import torch.nn as nn
+
+    class HeadFirst(nn.Module):  # registered head first; called last, then reshaped
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(4, 3)
+            self.body = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+
+        def forward(self, x):
+            return torch.log_softmax(self.head(self.body(x).relu()).view(-1, 3), dim=-1)
+
+    class Aux(nn.Module):  # an auxiliary head registered last and never called
+        def __init__(self):
+            super().__init__()
+            self.body, self.cls, self.aux = nn.Linear(4, 4), nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.cls(self.body(x))
+
+    class TwoOutputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.cls, self.reg = nn.Linear(4, 4), nn.Linear(4, 3), nn.Linear(4, 1)
+
+        def forward(self, x):
+            hidden = self.body(x)
+            return self.cls(hidden), torch.sigmoid(self.reg(hidden)).squeeze(-1)
+
+    return {
+        "head first": (HeadFirst(), [("output", "head", ["same", "log_softmax"])]),
+        "aux": (Aux(), [("output", "cls", [])]),
+        "two outputs": (TwoOutputs(), [("0", "cls", []), ("1", "reg", ["sigmoid", "same"])]),
+        "sequential": (nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.1), nn.Softmax(dim=1)),
+                       [("output", "0", ["same", "softmax"])]),
+        "one layer": (nn.Linear(4, 3), [("output", "(root)", [])]),
+        "no parameters": (nn.Sequential(nn.ReLU(), nn.Softmax(dim=1)), []),
+    }
+
+
+@pytest.mark.parametrize("name", list(_torch_layouts()))
+def test_output_graph_torch_fx_and_a_traced_pass_agree(name):
+    from utils.frameworks import output_graph
+
+    model, expected = _torch_layouts()[name]
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    symbolic, traced = output_graph(model), output_graph(model, x)
+    assert (symbolic.method, traced.method) == ("torch.fx", "torch autograd trace")
+    for graph in (symbolic, traced):
+        assert [(o, layer, [step.kind for step in steps]) for o, layer, steps
+                in [(s.output_name, s.layer, s.after) for s in graph.sources]] == expected
+    assert symbolic.outputs == traced.outputs
+    assert model.training  # the traced pass ran in eval mode and put the mode back
+
+
+def test_output_graph_keras_follows_the_graph_into_nested_and_subclassed_models():
+    import keras
+
+    from utils.frameworks import output_graph
+
+    inner = keras.Sequential([keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, name="logits")], name="body")
+    nested = keras.Sequential([keras.Input((4,)), inner,
+                               keras.layers.Activation("softmax", name="act"),
+                               keras.layers.Dropout(0.5, name="drop")])
+    graph = output_graph(nested)
+    assert _sources(graph) == [("drop", "logits", [("'act' (Activation)", "softmax"),
+                                                   ("'drop' (Dropout)", "same")])]
+    before = len(inner.layers[1]._inbound_nodes)
+    assert output_graph(nested).sources[0].layer == "logits"
+    assert len(inner.layers[1]._inbound_nodes) == before  # the symbolic calls left no trace
+
+    class Sub(keras.Model):  # head defined before the body, a keras op after it
+        def __init__(self):
+            super().__init__()
+            self.head = keras.layers.Dense(3, name="head")
+            self.body = keras.layers.Dense(8, name="body")
+
+        def call(self, x):
+            return keras.ops.softmax(self.head(keras.ops.relu(self.body(x))))
+
+    model = Sub()
+    model(np.zeros((2, 4), np.float32))
+    assert [(s.layer, [st.kind for st in s.after]) for s in output_graph(model).sources] == [
+        ("head", ["softmax"])]
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, name="shared")(inputs)
+    heads = {"c": keras.layers.Dense(3, activation="softmax", name="cls")(hidden),
+             "r": keras.layers.Dense(1, name="reg")(hidden)}
+    graph = output_graph(keras.Model(inputs, heads))
+    assert graph.outputs == ("c", "r")
+    assert [(s.output, s.layer) for s in graph.sources] == [(0, "cls"), (1, "reg")]
+    assert graph.index("r") == 1 and graph.index(0) == 0
+    with pytest.raises(ValueError, match=r"output must name one of the model's outputs "
+                                         r"\['c', 'r'\] or be its position \(0 to 1\)"):
+        graph.index("logits")
+
+
+def test_output_graph_through_and_needs_input():
+    import torch.nn as nn
+
+    from utils.frameworks import NeedsInputError, output_graph
+
+    transformer = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1,
+                                 num_decoder_layers=1, dim_feedforward=16, batch_first=True)
+    with pytest.raises(NeedsInputError, match="x must be given for this model"):
+        output_graph(transformer)
+    rng = np.random.default_rng(0)
+    src, tgt = (rng.normal(size=(2, n, 8)).astype(np.float32) for n in (5, 4))
+    graph = output_graph(transformer, (src, tgt))  # a tuple: two positional inputs
+    assert [(s.layer, s.layer_type) for s in graph.sources] == [("decoder.norm", "LayerNorm")]
+    # followed through the final normalisation, the output comes from the feed-forward branch
+    behind = output_graph(transformer, (src, tgt),
+                          through=lambda layer: type(layer).__name__ != "Linear")
+    layers = {s.layer for s in behind.sources}
+    assert "decoder.layers.0.linear2" in layers
+    assert all(any(step.name == "'decoder.norm' (LayerNorm)" for step in s.after)
+               for s in behind.sources)
+    with pytest.raises(ValueError, match="through must be None or a callable"):
+        output_graph(transformer, (src, tgt), through="Linear")
+
+
+def test_model_outputs_forward_and_trace_select_one_output():
+    import keras
+    import torch
+    import torch.nn as nn
+
+    from utils.frameworks import forward, model_outputs, trace
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(6, name="shared")(inputs)
+    keras_model = keras.Model(inputs, [keras.layers.Dense(3, name="cls")(hidden),
+                                       keras.layers.Dense(1, name="reg")(hidden)])
+
+    class TorchTwo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shared, self.cls, self.reg = nn.Linear(4, 6), nn.Linear(6, 3), nn.Linear(6, 1)
+
+        def forward(self, x):
+            hidden = self.shared(x)
+            return {"cls": self.cls(hidden), "reg": self.reg(hidden)}
+
+    torch_model = TorchTwo()
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 1, 0])
+    for model in (keras_model, torch_model):
+        outputs = forward(model, x)
+        assert [name for name, _ in outputs] == ["cls", "reg"]
+        assert [v.shape for _, v in outputs] == [(5, 3), (5, 1)]
+        assert all(v.dtype == np.float64 for _, v in outputs)
+        with pytest.raises(ValueError, match=r"output must be given: the model has 2 outputs "
+                                             r"\['cls', 'reg'\] and loss='cross_entropy'"):
+            trace(model, x, y, "cross_entropy")
+        by_name = trace(model, x, y, "cross_entropy", output="cls")
+        by_position = trace(model, x, y, "cross_entropy", output=0)
+        assert by_name.loss == by_position.loss
+        # the loss of the chosen output, computed here from its values in float64
+        logits = outputs[0][1]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        expected = np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(5), y])
+        assert by_name.loss == pytest.approx(expected, rel=1e-5)  # float32 forward
+        # the unused head gets no gradient from it
+        assert not any(p.layer.endswith("reg") for p, _ in by_name.param_grads)
+    with torch.no_grad():
+        value = torch_model(torch.from_numpy(x))
+    assert [name for name, _ in model_outputs(torch_model, value)] == ["cls", "reg"]
+    assert [name for name, _ in model_outputs(torch_model, (value["cls"], [value["reg"]]))] \
+        == ["0", "1.0"]

@@ -455,6 +455,49 @@ def test_gradient_std_note_matches_autograd(torch_model, batch):
         gradient_histograms(nn.ReLU(), x, y, "mse")
 
 
+def _keras_two_outputs():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((20,))
+    hidden = keras.layers.Dense(16, activation="relu", name="body")(inputs)
+    return keras.Model(inputs, [keras.layers.Dense(5, name="cls")(hidden),
+                                keras.layers.Dense(1, name="reg")(hidden)])
+
+
+def test_histograms_of_a_two_output_model(batch):
+    """Issue 29: gradient_histograms on a two-output Keras model raised TensorFlow's errors.
+    Now a named loss needs `output=`, said in a ValueError; the other histograms need nothing."""
+    model = _keras_two_outputs()
+    x, y = batch
+    with pytest.raises(ValueError, match=r"output must be given: the model has 2 outputs "
+                                         r"\['cls', 'reg'\] and loss='cross_entropy' applies to "
+                                         r"one; pass output="):
+        gradient_histograms(model, x, y, "cross_entropy")
+    with pytest.raises(ValueError, match=r"output must name one of the model's outputs "
+                                         r"\['cls', 'reg'\]"):
+        gradient_histograms(model, x, y, "cross_entropy", output="logits")
+    fig = gradient_histograms(model, x, y, "cross_entropy", output="cls")
+    # the loss reaches the body and the chosen head, not the other head
+    labels = [ax.get_title().split("\n")[0] for ax in _panels(fig)]
+    assert labels == ["body/kernel", "body/bias", "cls/kernel", "cls/bias"]
+    assert len(_panels(activation_histograms(model, x))) == 3
+    assert len(_panels(weight_histograms(model))) == 6
+
+
+def test_activation_histograms_of_a_model_with_two_inputs():
+    import torch.nn as nn
+
+    transformer = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1,
+                                 num_decoder_layers=1, dim_feedforward=16, batch_first=True)
+    rng = np.random.default_rng(0)
+    src, tgt = rng.normal(size=(3, 5, 8)), rng.normal(size=(3, 4, 8))
+    fig = activation_histograms(transformer, (src, tgt), max_panels=4)
+    assert "batch of 3" in fig.get_suptitle()
+    with pytest.raises(ValueError, match=r"x must be a tuple of non-empty batches of one size"):
+        activation_histograms(transformer, (src, tgt[:2]))
+
+
 # ---- bands ---------------------------------------------------------------------------------
 
 def test_mean_band_intervals():

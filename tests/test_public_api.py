@@ -200,8 +200,9 @@ def test_the_import_rule_catches_what_it_should():
 
 API_PAGE = UTILS_DIR.parent / "book" / "api.md"
 # The functions the page presents first, each with its own section and examples.
-PRACTITIONER_FUNCTIONS = ["set_prior_bias", "check_initial_loss", "torch_default_init_",
-                          "weight_histograms", "lsuv_", "default_initializers"]
+PRACTITIONER_FUNCTIONS = ["set_prior_bias", "check_initial_loss", "init_report",
+                          "torch_default_init_", "weight_histograms", "lsuv_",
+                          "default_initializers"]
 
 
 def _page_sections() -> list[tuple[str, str]]:

@@ -34,6 +34,8 @@ interactive
     (Chapter 1).
 priors
     Prior-logit output biases and the initial-loss check (Chapter 4).
+report
+    ``init_report``: one call that checks an initialisation before training (Chapters 2-4).
 experiments
     Seeded multi-arm experiments: twin small models, a fused Keras training loop,
     class-weighted losses, smoothed curves, arm comparisons with intervals (Chapter 5).

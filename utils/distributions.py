@@ -63,6 +63,7 @@ __all__ = [
     "keras_distribution",
     "torch_default_distribution",
     "param_distribution",
+    "default_distribution",
     "SampleCheck",
     "check_sample",
     "MOMENT_TEST_MIN_N",
@@ -776,6 +777,69 @@ def param_distribution(param: ParamInfo) -> InitDistribution | None:
     if framework_of(param.layer_object, "param.layer_object") == "keras":
         return _keras_param_distribution(param)
     return torch_default_distribution(param.layer_object, param.name, param.shape)
+
+
+def _keras_default_initializer(layer: Any, name: str) -> Any:
+    """The initializer a Keras layer's class uses for weight ``name`` when the constructor is
+    given none: the default of the matching ``*_initializer`` argument, read from the
+    signatures along the class hierarchy. None if no class declares one."""
+    import inspect
+
+    arguments = _KERAS_ATTRIBUTES.get(name, ()) + (f"{name}_initializer",)
+    for cls in type(layer).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            signature = inspect.signature(init)
+        except (TypeError, ValueError):
+            continue
+        for argument in arguments:
+            parameter = signature.parameters.get(argument)
+            if parameter is not None and parameter.default is not inspect.Parameter.empty:
+                return parameter.default
+    return None
+
+
+def default_distribution(param: ParamInfo) -> InitDistribution | None:
+    """The distribution the framework draws ``param`` from when its layer is built with the
+    constructor's defaults (Chapter 1's defaults, applied to one tensor).
+
+    torch: :func:`torch_default_distribution` (what the constructor draws; torch keeps no
+    record of later re-initialisation). Keras: the default of the layer class's
+    ``*_initializer`` argument (``Dense``'s ``kernel_initializer="glorot_uniform"``), whatever
+    the layer was actually built with; compare with :func:`param_distribution`, which reads
+    the initializer the layer holds.
+
+    Parameters
+    ----------
+    param
+        One entry of :func:`utils.frameworks.parameters`.
+
+    Returns
+    -------
+    InitDistribution or None
+        None where the framework has no default for this tensor (a Keras class without an
+        initializer argument for it, a torch module type not covered).
+
+    Raises
+    ------
+    ValueError
+        If ``param`` is not a :class:`~utils.frameworks.ParamInfo`.
+    """
+    if not isinstance(param, ParamInfo):
+        raise ValueError(f"param must be a utils.frameworks.ParamInfo (an entry of "
+                         f"parameters(model)), got {type(param).__name__}")
+    layer = param.layer_object
+    if framework_of(layer, "param.layer_object") == "torch":
+        return torch_default_distribution(layer, param.name, param.shape)
+    default = _keras_default_initializer(layer, param.name)
+    if default is None:
+        return None
+    axes: tuple[Any, Any] = (None, None)
+    if param.name == "kernel" and isinstance(getattr(layer, "equation", None), str):
+        axes = _einsum_kernel_axes(layer.equation)
+    return keras_distribution(default, param.shape, *axes)
 
 
 # ---- does a sample agree? --------------------------------------------------------------------

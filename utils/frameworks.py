@@ -6,11 +6,16 @@ recognised from its class hierarchy, and the framework is imported only by code 
 holds one of its objects.
 
 Used from Chapter 1 on (parameter audits), Chapters 2 and 3 (per-layer activations and
-gradients, via :func:`trace`) and Chapter 4 (setting the output bias).
+gradients, via :func:`trace`) and Chapter 4 (setting the output bias: :func:`output_graph`
+finds the layers that compute a model's outputs from what the model computes, never from the
+order its layers were defined in).
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +38,14 @@ __all__ = [
     "trace",
     "LOSS_NAMES",
     "loss_function",
+    "STEP_KINDS",
+    "Step",
+    "OutputSource",
+    "OutputGraph",
+    "model_outputs",
+    "NeedsInputError",
+    "output_graph",
+    "forward",
 ]
 
 Framework = Literal["keras", "torch"]
@@ -620,7 +633,37 @@ def _torch_loss(loss: Any) -> Any:
     }[loss]
 
 
-def _keras_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace:
+def _shapes_text(x: Any) -> str:
+    """``x``'s shape, or the shapes of a tuple/list of inputs, for messages."""
+    if isinstance(x, (tuple, list)) and x and all(hasattr(part, "shape") for part in x):
+        return str([tuple(int(d) for d in part.shape) for part in x])
+    try:
+        return str(tuple(np.shape(x)))
+    except ValueError:
+        return "(ragged)"
+
+
+def _selected_output(model: Any, prediction: Any, output: Any, loss: Any) -> Any:
+    """The prediction the loss applies to: the one output ``output`` names, the only output,
+    or (a callable loss and no ``output``) everything the model returned."""
+    named = model_outputs(model, prediction)
+    names = [name for name, _ in named]
+    if output is not None:
+        index = OutputGraph(tuple(names), (), "").index(output)
+        return named[index][1]
+    if len(named) > 1 and not callable(loss):
+        raise ValueError(
+            f"output must be given: the model has {len(named)} outputs {names} and "
+            f"loss={loss!r} applies to one; pass output= one of those names (or its position), "
+            "or a callable loss that takes all of them"
+        )
+    if callable(loss) or not named:
+        return prediction
+    return named[0][1]
+
+
+def _keras_trace(model: Any, x: Any, y: Any, loss: Any, training: bool,
+                 output: Any = None) -> Trace:
     import tensorflow as tf
 
     leaves = leaf_layers(model)
@@ -641,12 +684,13 @@ def _keras_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace
                 prediction = model(x, training=training)
             except Exception as err:  # a wrong input shape surfaces as many error types
                 raise ValueError(
-                    f"x with shape {tuple(np.shape(x))} could not be passed through the model: "
+                    f"x with shape {_shapes_text(x)} could not be passed through the model: "
                     f"{type(err).__name__}: {err}"
                 ) from err
             loss_value = None
             if loss is not None:
-                loss_value = _keras_loss(loss)(y, prediction)
+                loss_value = _keras_loss(loss)(y, _selected_output(model, prediction, output,
+                                                                   loss))
     finally:
         for _, layer in leaves:
             del layer.call
@@ -666,7 +710,8 @@ def _keras_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace
     return Trace(layers, pgrads, float(loss_value))
 
 
-def _torch_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace:
+def _torch_trace(model: Any, x: Any, y: Any, loss: Any, training: bool,
+                 output: Any = None) -> Trace:
     import torch
 
     calls: list[tuple[str, str, Any]] = []
@@ -687,21 +732,22 @@ def _torch_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace
     model.train(training)
     try:
         model.zero_grad(set_to_none=True)
-        inputs = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x
-        if inputs.is_floating_point():
-            inputs = inputs.to(next((p.dtype for p in model.parameters()), torch.float32))
+        inputs = _torch_inputs(model, x)
         with torch.set_grad_enabled(want_grad):
             try:
-                prediction = model(inputs)
+                prediction = model(*inputs)
             except Exception as err:
+                shapes = [tuple(t.shape) for t in inputs]
                 raise ValueError(
-                    f"x with shape {tuple(inputs.shape)} could not be passed through the model: "
-                    f"{type(err).__name__}: {err}"
+                    f"x with shape{'s' if len(shapes) > 1 else ''} "
+                    f"{shapes if len(shapes) > 1 else shapes[0]} could not be passed through "
+                    f"the model: {type(err).__name__}: {err}"
                 ) from err
             loss_value = None
             if want_grad:
                 target = torch.as_tensor(np.asarray(y)) if not torch.is_tensor(y) else y
-                loss_value = _torch_loss(loss)(prediction, target)
+                loss_value = _torch_loss(loss)(_selected_output(model, prediction, output, loss),
+                                               target)
                 loss_value.backward()
     finally:
         for handle in hooks:
@@ -720,7 +766,8 @@ def _torch_trace(model: Any, x: Any, y: Any, loss: Any, training: bool) -> Trace
     return Trace(layers, pgrads, float(loss_value.detach()))
 
 
-def trace(model: Any, x: Any, y: Any = None, loss: Any = None, training: bool = False) -> Trace:
+def trace(model: Any, x: Any, y: Any = None, loss: Any = None, training: bool = False,
+          output: Any = None) -> Trace:
     """Run ``x`` through ``model`` once, recording every leaf layer's output (and gradients).
 
     One function for both frameworks: Keras layers are traced by wrapping their ``call`` for the
@@ -733,7 +780,8 @@ def trace(model: Any, x: Any, y: Any = None, loss: Any = None, training: bool = 
         A built Keras 3 model or a ``torch.nn.Module`` (any architecture: sequential, functional,
         subclassed, nested).
     x
-        A batch of inputs (NumPy array or the framework's tensor).
+        A batch of inputs (NumPy array or the framework's tensor); a tuple of them for a model
+        with several inputs (torch: passed as positional arguments, ``model(*x)``).
     y, loss
         Give both for a backward pass. ``loss`` is ``"mse"``, ``"cross_entropy"`` (integer labels,
         the model outputs logits) or ``"binary_cross_entropy"`` (the model outputs one logit), or
@@ -741,6 +789,10 @@ def trace(model: Any, x: Any, y: Any = None, loss: Any = None, training: bool = 
         ``loss(prediction, target)``).
     training
         Run layers such as dropout and batch normalisation in training mode.
+    output
+        For a model with several outputs: the one ``loss`` applies to, by name or position
+        (:func:`model_outputs` names them). Required there with a named ``loss``; without it a
+        callable ``loss`` gets everything the model returned.
 
     Returns
     -------
@@ -752,8 +804,9 @@ def trace(model: Any, x: Any, y: Any = None, loss: Any = None, training: bool = 
     ------
     ValueError
         If ``model`` is not a built Keras/torch model; if only one of ``y`` and ``loss`` is
-        given; if ``loss`` is an unknown name; or if ``x`` cannot pass through the model (the
-        message gives ``x``'s shape and the framework's error).
+        given; if ``loss`` is an unknown name; if the model has several outputs and a named
+        ``loss`` but no ``output``, or ``output`` names none of them; or if ``x`` cannot pass
+        through the model (the message gives ``x``'s shape and the framework's error).
     """
     framework = require_built(model)
     if (y is None) != (loss is None):
@@ -763,5 +816,692 @@ def trace(model: Any, x: Any, y: Any = None, loss: Any = None, training: bool = 
     if loss is not None and not callable(loss) and loss not in LOSS_NAMES:
         raise ValueError(f"loss must be one of {LOSS_NAMES} or a callable, got {loss!r}")
     if framework == "keras":
-        return _keras_trace(model, x, y, loss, training)
-    return _torch_trace(model, x, y, loss, training)
+        return _keras_trace(model, x, y, loss, training, output)
+    return _torch_trace(model, x, y, loss, training, output)
+
+
+# --------------------------------------------------------------------------------------------
+# Model outputs, and the layers that compute them (Chapter 4's output bias, init_report)
+# --------------------------------------------------------------------------------------------
+
+#: What a :class:`Step` between a layer and a model output does to the layer's values:
+#: an activation (``"softmax"``, ``"log_softmax"``, ``"sigmoid"``), nothing to the values
+#: (``"same"``: dropout at inference, identity, flatten, reshape, view, squeeze, a dtype cast),
+#: or anything else (``"other"``: a ReLU, a normalisation, an addition, a slice, ...).
+STEP_KINDS = ("softmax", "log_softmax", "sigmoid", "same", "other")
+
+# Parameter-free layers (either framework's class names) that leave the values as they are at
+# inference, and the activation layers, by class name.
+_SAME_LAYERS = frozenset({
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+    "GaussianNoise", "ActivityRegularization", "Identity", "Flatten", "Unflatten", "Reshape",
+    "Permute",
+})
+_ACTIVATION_LAYERS = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid"}
+# Operations (torch autograd nodes, torch.fx functions and methods, Keras ops), by their name
+# lower-cased without underscores or a "Backward<n>" suffix.
+_SAME_OPS = frozenset({
+    "view", "unsafeview", "reshape", "reshapealias", "flatten", "squeeze", "unsqueeze",
+    "expanddims", "permute", "transpose", "t", "clone", "contiguous", "alias", "tocopy", "to",
+    "float", "double", "half", "bfloat16", "typeas", "cast", "identity", "copy",
+})
+_ACTIVATION_OPS = {"softmax": "softmax", "logsoftmax": "log_softmax", "sigmoid": "sigmoid"}
+_KERAS_ACTIVATION_FUNCTIONS = {"softmax": "softmax", "log_softmax": "log_softmax",
+                               "sigmoid": "sigmoid", "linear": "same"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation between a layer's output and a model output (see :class:`OutputSource`).
+
+    Attributes
+    ----------
+    name
+        What it is: a layer as ``"'name' (Class)"``, or an operation's name (``"view"``,
+        ``"log_softmax"``, ``"add"``, ...).
+    kind
+        One of :data:`STEP_KINDS`.
+    is_layer
+        True for a layer (then ``name`` is ``"'name' (Class)"``), False for an operation.
+    """
+
+    name: str
+    kind: str
+    is_layer: bool = False
+
+
+@dataclass(frozen=True)
+class OutputSource:
+    """A layer with parameters whose output becomes one of the model's outputs.
+
+    Found by following the model's computation backwards from the output (see
+    :func:`output_graph`) through parameter-free layers and operations, up to the first layer
+    that owns parameters on each path.
+
+    Attributes
+    ----------
+    output
+        The position of the output among the model's outputs (:attr:`OutputGraph.outputs`).
+    output_name
+        Its name: the Keras output's name (the layer that produces it, or its key in a dict of
+        outputs); for torch the key or index in the returned tuple/dict, or ``"output"`` for a
+        single tensor.
+    layer
+        The layer's name as :func:`leaf_layers` names it (Keras: ``layer.name``; torch: the
+        ``named_modules`` path, ``"(root)"`` for the model itself).
+    layer_type
+        The layer's class name.
+    layer_object
+        The layer/module object.
+    after
+        The steps from the layer's output to the model output, in the order they are applied.
+        A Keras layer's own fused ``activation=`` is not a step: it is part of the layer.
+    """
+
+    output: int
+    output_name: str
+    layer: str
+    layer_type: str
+    layer_object: Any
+    after: tuple[Step, ...]
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The kinds of the activation steps (softmax, log_softmax, sigmoid), in order."""
+        return tuple(s.kind for s in self.after if s.kind in ("softmax", "log_softmax",
+                                                               "sigmoid"))
+
+    @property
+    def first_other(self) -> Step | None:
+        """The first step of kind ``"other"``, or None if every step is known."""
+        return next((s for s in self.after if s.kind == "other"), None)
+
+
+@dataclass(frozen=True)
+class OutputGraph:
+    """The result of :func:`output_graph`: a model's outputs and the layers that feed them.
+
+    Attributes
+    ----------
+    outputs
+        The names of the model's outputs, in order (see :attr:`OutputSource.output_name`).
+    sources
+        Every (output, layer) pair, in output order; an output fed by several layers (heads
+        added or concatenated) has several, an output computed from the input alone none.
+    method
+        How the computation was followed: ``"keras graph"``, ``"torch autograd trace"`` (a
+        forward pass on the sample input, with hooks) or ``"torch.fx"`` (symbolic tracing).
+    """
+
+    outputs: tuple[str, ...]
+    sources: tuple[OutputSource, ...]
+    method: str
+
+    def index(self, output: Any, argument: str = "output") -> int:
+        """The position of ``output``, given as a position or as a name.
+
+        Parameters
+        ----------
+        output
+            An ``int`` in ``[0, len(outputs))`` or one of :attr:`outputs`.
+        argument
+            The caller's argument name, for the error message.
+
+        Returns
+        -------
+        int
+            The position in :attr:`outputs`.
+
+        Raises
+        ------
+        ValueError
+            If ``output`` is neither.
+        """
+        if isinstance(output, (int, np.integer)) and not isinstance(output, bool) \
+                and 0 <= output < len(self.outputs):
+            return int(output)
+        if isinstance(output, str) and output in self.outputs:
+            return self.outputs.index(output)
+        raise ValueError(
+            f"{argument} must name one of the model's outputs {list(self.outputs)} or be its "
+            f"position (0 to {len(self.outputs) - 1}), got {output!r}"
+        )
+
+
+class NeedsInputError(ValueError):
+    """Raised by :func:`output_graph` when the model's computation cannot be followed without
+    a sample input ``x`` (a ``ValueError``, so callers that expect one still catch it)."""
+
+
+def _normalised(name: str) -> str:
+    name = name.rsplit("::", 1)[-1].rsplit(".", 1)[-1]
+    name = re.sub(r"Backward\d*$", "", name)
+    return name.replace("_", "").lower()
+
+
+def _op_step(name: str) -> Step:
+    key = _normalised(name)
+    shown = re.sub(r"Backward\d*$", "", name.rsplit("::", 1)[-1])
+    if key in _ACTIVATION_OPS:
+        return Step(shown, _ACTIVATION_OPS[key])
+    return Step(shown, "same" if key in _SAME_OPS else "other")
+
+
+def _layer_step(name: str, layer: Any) -> Step:
+    kind_name = type(layer).__name__
+    label = f"{name!r} ({kind_name})"
+    if kind_name in _ACTIVATION_LAYERS:
+        return Step(label, _ACTIVATION_LAYERS[kind_name], True)
+    if kind_name == "Activation" and hasattr(layer, "activation"):  # Keras
+        function = getattr(layer.activation, "__name__", "")
+        return Step(label, _KERAS_ACTIVATION_FUNCTIONS.get(function, "other"), True)
+    return Step(label, "same" if kind_name in _SAME_LAYERS else "other", True)
+
+
+def _walk_back(starts: list[Any], expand: Any) -> list[tuple[Any, str, tuple[Step, ...]]]:
+    """Follow a computation backwards from ``starts`` up to the first layer with parameters.
+
+    ``expand(node)`` returns ``("layer", name, layer)`` for a layer with parameters (a
+    source: the walk stops there), ``("step", Step, predecessors)`` for a layer without
+    parameters or an operation (``Step`` None for a container that adds no step of its own),
+    or ``("stop",)`` for an input, a parameter or a constant.
+    Returns ``(layer, name, steps in application order)``, one per layer object, in the
+    order they are found.
+    """
+    found: dict[int, tuple[Any, str, tuple[Step, ...]]] = {}
+    stack = [(node, ()) for node in reversed(starts)]
+    seen: set[Any] = set()
+    while stack:
+        node, steps = stack.pop()
+        key = _node_key(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        what = expand(node)
+        if what[0] == "layer":
+            _, name, layer = what
+            found.setdefault(id(layer), (layer, name, tuple(reversed(steps))))
+            continue
+        if what[0] == "stop":
+            continue
+        _, step, predecessors = what
+        for predecessor in reversed(list(predecessors)):
+            stack.append((predecessor, steps if step is None else steps + (step,)))
+    return list(found.values())
+
+
+def _node_key(node: Any) -> Any:
+    if isinstance(node, tuple):
+        return tuple(id(part) if not isinstance(part, (int, float)) else part for part in node)
+    return id(node)
+
+
+def _tensor_leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    """``(name, tensor)`` for every tensor in a nested output: tuple/list positions, dict keys
+    (in their order) and namedtuple fields, joined with dots; ``"output"`` for a lone tensor."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return [(path or "output", value)]
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        items = [(str(key), item) for key, item in value.items()]
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        items = list(zip(value._fields, value))
+    elif isinstance(value, (tuple, list)):
+        items = [(str(i), item) for i, item in enumerate(value)]
+    leaves = []
+    for key, item in items:
+        leaves += _tensor_leaves(item, f"{path}.{key}" if path else key)
+    return leaves
+
+
+def _keras_flat(model: Any, value: Any) -> list[tuple[str, Any]]:
+    """A Keras model's outputs flattened in ``keras.tree`` order (the order of
+    ``model.outputs``), named by dict key, or by the layer producing each output."""
+    import keras
+
+    flat = keras.tree.flatten(value)
+    if isinstance(value, dict):
+        names = [".".join(str(p) for p in path)
+                 for path, _ in keras.tree.flatten_with_path(value)]
+        return list(zip(names, flat))
+    names = []
+    for position, tensor in enumerate(flat):
+        history = getattr(tensor, "_keras_history", None)
+        names.append(history[0].name if history is not None else str(position))
+    if not any(getattr(t, "_keras_history", None) is not None for t in flat):
+        try:
+            symbolic = list(getattr(model, "outputs", None) or [])
+        except (AttributeError, ValueError):
+            symbolic = []
+        if len(symbolic) == len(flat):
+            names = [t._keras_history[0].name for t in symbolic]
+    if len(flat) == 1 and names == ["0"]:
+        names = ["output"]
+    if len(set(names)) != len(names):
+        names = [str(i) for i in range(len(flat))]
+    return list(zip(names, flat))
+
+
+def model_outputs(model: Any, value: Any) -> list[tuple[str, Any]]:
+    """A model's returned value as a flat list of ``(output name, tensor)``.
+
+    The order and names are those of :attr:`OutputGraph.outputs`: Keras outputs in
+    ``keras.tree`` order (``model.outputs``), named by their dict key or the layer that produces
+    them; torch tensors in a returned tuple, list, dict or namedtuple in order, named by
+    position, key or field (nested containers join names with dots), a lone tensor
+    ``"output"``.
+
+    Parameters
+    ----------
+    model
+        The model that returned ``value``.
+    value
+        What ``model(x)`` returned.
+
+    Returns
+    -------
+    list of (str, tensor)
+        One entry per tensor; empty if ``value`` holds none.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a Keras/torch model.
+    """
+    if framework_of(model) == "keras":
+        return _keras_flat(model, value)
+    return _tensor_leaves(value)
+
+
+def _keras_owns_variables(layer: Any) -> bool:
+    if not getattr(layer, "_layers", None):
+        return bool(layer.weights)
+    return bool(layer._trainable_variables or layer._non_trainable_variables)
+
+
+def _keras_symbolic_inputs(model: Any, x: Any) -> Any:
+    import keras
+
+    def one(array: Any) -> Any:
+        array = np.asarray(array) if not hasattr(array, "shape") else array
+        dtype = str(getattr(array, "dtype", "float32")).rsplit(".", 1)[-1]
+        return keras.Input(tuple(int(d) for d in array.shape[1:]), dtype=dtype)
+
+    if x is not None:
+        if isinstance(x, (tuple, list)):
+            return [one(item) for item in x]
+        if isinstance(x, dict):
+            return {key: one(item) for key, item in x.items()}
+        return one(x)
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if len(shapes) == 1:
+        shape = next(iter(shapes.values()))
+        if isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int)
+                                                     for d in shape):
+            return keras.Input(tuple(shape[1:]))
+    raise NeedsInputError(
+        "x must be given for this Keras model: it has no symbolic outputs (a subclassed "
+        "model) and its input shape is not recorded; pass x= a sample batch of inputs (a few "
+        "rows are enough)"
+    )
+
+
+def _keras_output_graph(model: Any, x: Any, through: Any) -> OutputGraph:
+    import keras
+
+    layers = list(model._flatten_layers(include_self=True, recursive=True))
+    saved = [(layer, len(layer._inbound_nodes), len(layer._outbound_nodes)) for layer in layers]
+    try:
+        try:
+            symbolic = list(model.outputs) if getattr(model, "outputs", None) else None
+            structure = model._functional._outputs_struct if hasattr(model, "_functional") \
+                and model._functional is not None else getattr(model, "_outputs_struct", None)
+        except (AttributeError, ValueError):
+            symbolic, structure = None, None
+        if symbolic is None:
+            inputs = _keras_symbolic_inputs(model, x)
+            try:
+                structure = model.call(inputs)
+            except Exception as err:
+                raise ValueError(
+                    f"model's call could not be run on symbolic inputs (Keras: "
+                    f"{type(err).__name__}: {err}); pass layer= to name the output layer"
+                ) from err
+        named = _keras_flat(model, structure if structure is not None else symbolic)
+
+        def expand(tensor: Any) -> tuple:
+            history = getattr(tensor, "_keras_history", None)
+            if history is None:
+                return ("stop",)
+            operation, node_index, tensor_index = history
+            if type(operation).__name__ == "InputLayer":
+                return ("stop",)
+            node = operation._inbound_nodes[node_index]
+            if isinstance(operation, keras.layers.Layer):
+                if getattr(operation, "_layers", None) and not _keras_owns_variables(operation):
+                    # a nested model or composite layer: run its call on the same symbolic
+                    # inputs, which links its inner layers to the outer graph
+                    try:
+                        inner = operation.call(*node.arguments.args, **node.arguments.kwargs)
+                        return ("step", None, [keras.tree.flatten(inner)[tensor_index]])
+                    except Exception:  # not callable symbolically: one opaque step
+                        return ("step", Step(f"{operation.name!r} ({type(operation).__name__})",
+                                             "other", True), node.input_tensors)
+                if _keras_owns_variables(operation) and not through(operation):
+                    return ("layer", operation.name, operation)
+                return ("step", _layer_step(operation.name, operation), node.input_tensors)
+            return ("step", _op_step(type(operation).__name__), node.input_tensors)
+
+        sources = []
+        for position, (name, tensor) in enumerate(named):
+            for layer, layer_name, steps in _walk_back([tensor], expand):
+                sources.append(OutputSource(position, name, layer_name, type(layer).__name__,
+                                            layer, steps))
+        return OutputGraph(tuple(n for n, _ in named), tuple(sources), "keras graph")
+    finally:
+        for layer, inbound, outbound in saved:  # forget the nodes the symbolic calls added
+            del layer._inbound_nodes[inbound:]
+            del layer._outbound_nodes[outbound:]
+
+
+def _torch_owns_parameters(module: Any) -> bool:
+    return any(True for _ in module.parameters(recurse=False))
+
+
+def _torch_is_layer(module: Any) -> bool:
+    """Leaves, and modules that own parameters directly (``MultiheadAttention``)."""
+    return not any(True for _ in module.children()) or _torch_owns_parameters(module)
+
+
+def _torch_inputs(model: Any, x: Any) -> tuple[Any, ...]:
+    """``x`` as a tuple of tensors on the model's device, floats in the model's dtype (a tuple
+    ``x`` is several positional inputs)."""
+    import torch
+
+    reference = next(iter(model.parameters()), None)
+    parts = x if isinstance(x, tuple) else (x,)
+    tensors = []
+    for part in parts:
+        tensor = part if torch.is_tensor(part) else torch.as_tensor(np.asarray(part))
+        if reference is not None:
+            tensor = tensor.to(reference.device)
+            if tensor.is_floating_point():
+                tensor = tensor.to(reference.dtype)
+        tensors.append(tensor)
+    return tuple(tensors)
+
+
+def _torch_autograd_graph(model: Any, x: Any, through: Any) -> OutputGraph:
+    import torch
+
+    names = {id(module): name or "(root)" for name, module in model.named_modules()}
+    calls: list[dict[str, Any]] = []
+    pending: dict[int, list[dict[str, Any]]] = {}
+    counter = [0]
+
+    def grad_nodes(value: Any) -> list[Any]:
+        return [t.grad_fn for _, t in _tensor_leaves(value) if torch.is_tensor(t)
+                and t.grad_fn is not None]
+
+    def pre_hook(module: Any, args: Any, kwargs: Any) -> None:
+        call = {"module": module, "start": counter[0], "inputs": grad_nodes(args)
+                + grad_nodes(dict(kwargs))}
+        counter[0] += 1
+        pending.setdefault(id(module), []).append(call)
+
+    def hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        call = pending[id(module)].pop()
+        call["end"] = counter[0]
+        counter[0] += 1
+        call["outputs"] = grad_nodes(output)
+        calls.append(call)
+
+    hooked = [m for name, m in model.named_modules()
+              if _torch_is_layer(m) and (name or not any(True for _ in m.children()))]
+    handles = []
+    for module in hooked:
+        handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        handles.append(module.register_forward_hook(hook, with_kwargs=True))
+    was_training = model.training
+    model.eval()
+    inputs = _torch_inputs(model, x)
+    try:
+        with torch.enable_grad():
+            for attempt in range(2):
+                calls.clear()
+                pending.clear()
+                if attempt:  # nothing required a gradient: let the inputs require one
+                    inputs = tuple(t.detach().clone().requires_grad_(True)
+                                   if t.is_floating_point() else t for t in inputs)
+                try:
+                    value = model(*inputs)
+                except Exception as err:
+                    shapes = [tuple(t.shape) for t in inputs]
+                    raise ValueError(
+                        f"x with shape{'s' if len(shapes) > 1 else ''} "
+                        f"{shapes if len(shapes) > 1 else shapes[0]} could not be passed "
+                        f"through the model: {type(err).__name__}: {err}") from err
+                named = _tensor_leaves(value)
+                if all(t.grad_fn is not None for _, t in named if torch.is_tensor(t)):
+                    break
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+    producers: dict[int, list[int]] = {}
+    for index, call in enumerate(calls):
+        for node in call["outputs"]:
+            producers.setdefault(id(node), []).append(index)
+
+    def expand(state: tuple[Any, float]) -> tuple:
+        node, limit = state
+        if node is None:
+            return ("stop",)
+        candidates = [i for i in producers.get(id(node), []) if calls[i]["end"] < limit]
+        if candidates:
+            call = calls[max(candidates, key=lambda i: calls[i]["start"])]
+            module = call["module"]
+            name = names.get(id(module), type(module).__name__)
+            if _torch_owns_parameters(module) and not through(module):
+                return ("layer", name, module)
+            return ("step", _layer_step(name, module),
+                    [(n, call["start"]) for n in call["inputs"]])
+        if type(node).__name__ == "AccumulateGrad":  # a parameter or an input
+            return ("stop",)
+        return ("step", _op_step(type(node).__name__),
+                [(n, limit) for n, _ in node.next_functions if n is not None])
+
+    sources = []
+    for position, (name, tensor) in enumerate(named):
+        if not torch.is_tensor(tensor) or tensor.grad_fn is None:
+            continue
+        for layer, layer_name, steps in _walk_back([(tensor.grad_fn, math.inf)], expand):
+            sources.append(OutputSource(position, name, layer_name, type(layer).__name__,
+                                        layer, steps))
+    # `calls` and `named` keep the autograd nodes alive until here
+    return OutputGraph(tuple(n for n, _ in named), tuple(sources), "torch autograd trace")
+
+
+def _torch_fx_graph(model: Any, through: Any) -> OutputGraph:
+    import torch.fx
+
+    class LayerTracer(torch.fx.Tracer):
+        def is_leaf_module(self, module: Any, qualified_name: str) -> bool:
+            return _torch_is_layer(module)
+
+    if not any(True for _ in model.children()):  # the model is one layer
+        sources = []
+        if _torch_owns_parameters(model) and not through(model):
+            sources.append(OutputSource(0, "output", "(root)", type(model).__name__, model, ()))
+        return OutputGraph(("output",), tuple(sources), "torch.fx")
+    try:
+        graph = LayerTracer().trace(model)
+    except Exception as err:
+        raise NeedsInputError(
+            f"x must be given for this model: its forward could not be traced symbolically "
+            f"(torch.fx: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "pass x= a sample batch of inputs (a few rows are enough) so that the layers "
+            "feeding the output can be found by running it"
+        ) from err
+    output_node = next(node for node in graph.nodes if node.op == "output")
+    graph_outputs = [(name, node) for name, node in _fx_leaves(output_node.args[0])]
+
+    def expand(node: Any) -> tuple:
+        if node.op in ("placeholder", "get_attr"):
+            return ("stop",)
+        if node.op == "call_module":
+            module = model.get_submodule(node.target)
+            if _torch_owns_parameters(module) and not through(module):
+                return ("layer", node.target, module)
+            return ("step", _layer_step(node.target, module), node.all_input_nodes)
+        target = node.target if isinstance(node.target, str) else getattr(
+            node.target, "__name__", str(node.target))
+        return ("step", _op_step(target), node.all_input_nodes)
+
+    sources = []
+    for position, (name, node) in enumerate(graph_outputs):
+        for layer, layer_name, steps in _walk_back([node], expand):
+            sources.append(OutputSource(position, name, layer_name, type(layer).__name__,
+                                        layer, steps))
+    return OutputGraph(tuple(n for n, _ in graph_outputs), tuple(sources), "torch.fx")
+
+
+def _fx_leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    import torch.fx
+
+    if isinstance(value, torch.fx.Node):
+        return [(path or "output", value)]
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        items = [(str(key), item) for key, item in value.items()]
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        items = list(zip(value._fields, value))
+    elif isinstance(value, (tuple, list)):
+        items = [(str(i), item) for i, item in enumerate(value)]
+    leaves = []
+    for key, item in items:
+        leaves += _fx_leaves(item, f"{path}.{key}" if path else key)
+    return leaves
+
+
+def output_graph(model: Any, x: Any = None,
+                 through: Callable[[Any], bool] | None = None) -> OutputGraph:
+    """Which layers compute each of a model's outputs, found from what the model computes.
+
+    The computation is followed backwards from each output, through parameter-free layers
+    (dropout, softmax, flatten, ...) and operations (``view``, ``log_softmax``, an addition,
+    ...), to the first layer that owns parameters on each path: that layer is a *source* of
+    the output (:class:`OutputSource`), and the steps between are recorded. Registration
+    order plays no part.
+
+    * Keras: the model's own graph (``model.outputs``), with nested models expanded; a
+      subclassed model is called once on symbolic inputs shaped like ``x`` (or like the
+      input it was built with).
+    * torch with ``x``: one forward pass on ``x`` in eval mode with forward hooks on the
+      layers, followed back through the autograd graph of the outputs.
+    * torch without ``x``: symbolic tracing with ``torch.fx``, which needs no input but fails
+      on forwards whose control flow depends on the values or shapes of tensors (for example
+      ``torch.nn.Transformer``); pass ``x`` then.
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or a ``torch.nn.Module``.
+    x
+        A sample batch of inputs (a tuple for several positional inputs); a few rows are
+        enough. Needed for torch models that ``torch.fx`` cannot trace and for subclassed
+        Keras models built without a recorded input shape.
+    through
+        Layers with parameters for which this returns True are followed through, as steps of
+        kind ``"other"``, instead of being sources (e.g. ``lambda layer: not dense(layer)``
+        finds the dense layer behind a final normalisation). Default: none.
+
+    Returns
+    -------
+    OutputGraph
+        The outputs' names and every (output, source layer) pair.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a built Keras/torch model, ``through`` is not callable, or ``x``
+        cannot pass through the model. :class:`NeedsInputError` (a ``ValueError``) if ``x`` is needed and missing.
+    """
+    framework = require_built(model)
+    if through is not None and not callable(through):
+        raise ValueError(f"through must be None or a callable of a layer, got {through!r}")
+    through = through or (lambda layer: False)
+    if framework == "keras":
+        return _keras_output_graph(model, x, through)
+    if x is None:
+        return _torch_fx_graph(model, through)
+    return _torch_autograd_graph(model, x, through)
+
+
+def forward(model: Any, x: Any) -> list[tuple[str, np.ndarray]]:
+    """Run ``x`` through ``model`` once in inference mode; every output as NumPy, named.
+
+    Dropout is off and batch normalisation uses its moving statistics (torch: ``eval()``
+    under ``no_grad``, the training mode restored after; Keras: ``training=False``).
+    Floating-point inputs are cast to the dtype of the model's first parameter (float64 data
+    into a float32 model).
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or a ``torch.nn.Module``.
+    x
+        A batch of inputs; a tuple of them for a model with several inputs.
+
+    Returns
+    -------
+    list of (str, numpy.ndarray)
+        The outputs in :func:`model_outputs` order and names, each as float64 if it is a
+        floating-point tensor.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a built Keras/torch model or ``x`` cannot pass through it.
+    """
+    framework = require_built(model)
+    if framework == "keras":
+        weights = list(model.weights)
+        dtype = np.dtype(str(weights[0].dtype)) if weights else None
+
+        def cast(part: Any) -> Any:
+            array = np.asarray(part) if not hasattr(part, "shape") else part
+            if dtype is not None and isinstance(array, np.ndarray) \
+                    and np.issubdtype(array.dtype, np.floating):
+                return array.astype(dtype, copy=False)
+            return array
+
+        inputs = tuple(cast(p) for p in x) if isinstance(x, tuple) else cast(x)
+        try:
+            value = model(inputs, training=False)
+        except Exception as err:
+            raise ValueError(f"x with shape {_shapes_text(x)} could not be passed through the "
+                             f"model: {type(err).__name__}: {err}") from err
+    else:
+        import torch
+
+        tensors = _torch_inputs(model, x)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                value = model(*tensors)
+        except Exception as err:
+            raise ValueError(f"x with shape {_shapes_text(x)} could not be passed through the "
+                             f"model: {type(err).__name__}: {err}") from err
+        finally:
+            model.train(was_training)
+    named = []
+    for name, tensor in model_outputs(model, value):
+        array = to_numpy(tensor)
+        if np.issubdtype(array.dtype, np.floating):
+            array = array.astype(np.float64)
+        named.append((name, array))
+    return named

@@ -647,9 +647,22 @@ def _thresholds(kind: str | None, saturation: float) -> tuple[float, float] | No
     return low + margin, high - margin
 
 
+def _batch_size(x: Any) -> int:
+    """The number of examples in ``x`` (the first input's, for a tuple of inputs)."""
+    first = x[0] if isinstance(x, tuple) and x else x
+    return int(getattr(first, "shape", np.shape(first))[0])
+
+
 def _check_input(model: Any, x: Any, framework: str) -> None:
     if x is None:
         raise ValueError("x must be a batch of inputs (array or tensor), got None")
+    if isinstance(x, tuple):  # several inputs: each a non-empty batch of the same size
+        shapes = [tuple(int(d) for d in getattr(part, "shape", np.shape(part))) for part in x]
+        if not shapes or any(len(s) == 0 or s[0] == 0 for s in shapes) \
+                or len({s[0] for s in shapes}) != 1:
+            raise ValueError(f"x must be a tuple of non-empty batches of one size (batch on "
+                             f"axis 0), got shapes {shapes}")
+        return  # the model checks the rest
     shape = tuple(int(d) for d in getattr(x, "shape", np.shape(x)))
     if len(shape) == 0 or shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch with the batch on axis 0, got shape {shape}")
@@ -773,7 +786,7 @@ def activation_histograms(model: Any, x: Any, *,
         panels.append(panel)
     chosen_panels, info = _page(panels, max_panels, page)
     heading = (title or f"Layer outputs of {_model_name(model)}, batch of "
-                        f"{np.shape(x)[0]}") + info
+                        f"{_batch_size(x)}") + info
     return _draw_figure(chosen_panels, ncols=ncols, bins=bins, log=log, axes=axes,
                         title=heading, xlabel="output value", ylabel="density",
                         footnote=None, legend=legend, panel_size=panel_size, dpi=dpi)
@@ -785,7 +798,8 @@ def activation_histograms(model: Any, x: Any, *,
 
 def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "parameters",
                         select: str | Callable[[Any], bool] | None = None,
-                        training: bool = False, max_panels: int = 24, page: int = 0,
+                        training: bool = False, output: Any = None,
+                        max_panels: int = 24, page: int = 0,
                         ncols: int = 4, bins: int = 50, max_samples: int = 100_000,
                         seed: int = 0, log: bool = False, axes: Sequence[Any] | None = None,
                         title: str | None = None, legend: bool = True,
@@ -805,6 +819,9 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
         depth.
     training
         Run dropout and batch normalisation in training mode for the pass.
+    output
+        For a model with several outputs: the one ``loss`` applies to, by name or position
+        (as :func:`utils.frameworks.trace`); required there with a named ``loss``.
 
     Other Parameters
     ----------------
@@ -821,7 +838,8 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
     ------
     ValueError
         For an unsupported or unbuilt model, a model without parameters, an input of the wrong
-        shape, an unknown ``loss`` or ``of``, or an argument out of range.
+        shape, an unknown ``loss`` or ``of``, a model with several outputs and a named ``loss``
+        but no ``output`` (or an ``output`` it does not have), or an argument out of range.
     """
     if of not in ("parameters", "outputs"):
         raise ValueError(f"of must be 'parameters' or 'outputs', got {of!r}")
@@ -835,7 +853,7 @@ def gradient_histograms(model: Any, x: Any, y: Any, loss: Any, *, of: str = "par
         raise ValueError(f"model has no trainable parameters, so there are no gradients to "
                          f"draw ({type(model).__name__})")
     _check_input(model, x, framework)
-    result = trace(model, x, y, loss, training=training)
+    result = trace(model, x, y, loss, training=training, output=output)
     panels = []
     if of == "parameters":
         for index, (p, grad) in enumerate(result.param_grads):

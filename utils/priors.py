@@ -30,12 +30,14 @@ from __future__ import annotations
 import math
 import textwrap
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from utils.frameworks import ParamInfo, leaf_layers, parameters, require_built
+from utils.frameworks import (NeedsInputError, ParamInfo, forward, leaf_layers,
+                              output_graph, parameters, require_built)
 from utils.stats import require_nonnegative
 
 __all__ = [
@@ -55,12 +57,6 @@ ACTIVATIONS: tuple[Activation, ...] = ("softmax", "sigmoid")
 _KERAS_AFFINE = {"Dense", "BaseConv", "BaseConvTranspose", "BaseDepthwiseConv",
                  "BaseSeparableConv"}
 _TORCH_AFFINE = {"Linear", "_ConvNd"}
-# Layers that may follow the output layer without changing what its outputs mean at inference.
-_PASS_THROUGH = {
-    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "SpatialDropout1D", "SpatialDropout2D",
-    "SpatialDropout3D", "AlphaDropout", "FeatureAlphaDropout", "GaussianDropout",
-    "GaussianNoise", "ActivityRegularization", "Identity", "Flatten", "Unflatten", "Reshape",
-}
 _ACTIVATION_NAMES = {"linear": None, "softmax": "softmax", "sigmoid": "sigmoid",
                      "log_softmax": "log_softmax"}
 
@@ -102,6 +98,61 @@ def _check_activation(activation: Any, argument: str = "activation") -> Activati
     if activation not in ACTIVATIONS:
         raise ValueError(f"{argument} must be one of {ACTIVATIONS}, got {activation!r}")
     return activation
+
+
+def _class_weights(class_weight: Any, counts: np.ndarray, activation: Activation) -> np.ndarray:
+    """One positive weight per entry of ``counts``, from a sequence, a number or Keras's dict."""
+    if isinstance(class_weight, Mapping):
+        keys = list(class_weight)
+        bad = [k for k in keys if isinstance(k, bool) or not isinstance(k, (int, np.integer))]
+        if bad:
+            raise ValueError(
+                f"class_weight as a dict must map class indices (integers) to weights, as in "
+                f"Keras's fit(class_weight={{0: 1.0, 1: 5.0}}); got keys {bad}"
+            )
+        values = _as_vector([class_weight[k] for k in keys], "class_weight") if keys \
+            else np.zeros(0)
+        if np.any(values <= 0):
+            raise ValueError(f"class_weight must be positive, got {dict(class_weight)}")
+        given = dict(zip((int(k) for k in keys), values))
+        if activation == "softmax":
+            outside = sorted(k for k in given if not 0 <= k < counts.size)
+            if outside:
+                raise ValueError(
+                    f"class_weight names classes {outside} that counts does not have (classes "
+                    f"0 to {counts.size - 1})"
+                )
+            return np.array([given.get(k, 1.0) for k in range(counts.size)])
+        if counts.size != 1:
+            raise ValueError(
+                "class_weight as a dict ({0: w0, 1: w1}) is Keras's format for one binary "
+                f"output; for {counts.size} sigmoid outputs pass one positive-class weight per "
+                "output (torch's pos_weight)"
+            )
+        outside = sorted(k for k in given if k not in (0, 1))
+        if outside:
+            raise ValueError(
+                f"class_weight for a sigmoid output must have keys 0 and 1, got {outside}")
+        return np.array([given.get(1, 1.0) / given.get(0, 1.0)])
+    if isinstance(class_weight, str):
+        raise ValueError(
+            f"class_weight must be numbers or a dict {{class index: weight}}, got "
+            f"{class_weight!r}")
+    try:
+        array = np.asarray(class_weight, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"class_weight must be numbers or a dict {{class index: weight}}, "
+                         f"got {class_weight!r}") from None
+    weights = _as_vector(np.broadcast_to(array, counts.shape) if array.size == 1 else array,
+                         "class_weight")
+    if weights.shape != counts.shape:
+        raise ValueError(
+            f"class_weight must have one weight per entry of counts ({counts.size}), "
+            f"got {weights.size}"
+        )
+    if np.any(weights <= 0):
+        raise ValueError(f"class_weight must be positive, got {weights}")
+    return weights
 
 
 def _positive_rates(counts: np.ndarray, total: Any, smoothing: float) -> np.ndarray:
@@ -185,11 +236,13 @@ def prior_bias(
         never or always positive (sigmoid), whose exact prior bias is infinite.
     class_weight
         Optional positive weights that the training loss applies, which change the *effective*
-        prior. Softmax: one weight per class (as ``class_weight`` in Keras ``fit`` or ``weight``
-        in ``torch.nn.CrossEntropyLoss``); the bias becomes ``log(w_k n_k / sum_j w_j n_j)``.
-        Sigmoid: the weight of a positive relative to a negative, per output (torch's
-        ``pos_weight``; Keras's binary ``class_weight={0: w0, 1: w1}`` is ``w1 / w0``); the bias
-        becomes ``log(w pi / (1 - pi))``. With "balanced" weights the bias is 0.
+        prior. Softmax: one weight per class, as a sequence (``weight`` in
+        ``torch.nn.CrossEntropyLoss``) or as Keras ``fit``'s dict ``{class index: weight}``
+        (a class the dict leaves out has weight 1, as in ``fit``); the bias becomes
+        ``log(w_k n_k / sum_j w_j n_j)``. Sigmoid: the weight of a positive relative to a
+        negative, per output (torch's ``pos_weight``), or for one output Keras's binary dict
+        ``{0: w0, 1: w1}``, which is ``w1 / w0``; the bias becomes ``log(w pi / (1 - pi))``.
+        With "balanced" weights the bias is 0.
 
     Returns
     -------
@@ -203,8 +256,9 @@ def prior_bias(
         For negative, non-finite or all-zero counts; an empty softmax class (or a sigmoid output
         that is never or always positive) without smoothing; a softmax with fewer than two
         classes; a missing or inconsistent ``total``; ``total`` given for softmax; a negative
-        ``smoothing``; non-positive class weights or a wrong number of them; an unknown
-        ``activation``.
+        ``smoothing``; non-positive class weights or a wrong number of them, a ``class_weight``
+        dict with keys that are not class indices of ``counts`` (softmax) or not 0 and 1
+        (sigmoid, one output only); an unknown ``activation``.
 
     Examples
     --------
@@ -216,17 +270,7 @@ def prior_bias(
     activation = _check_activation(activation)
     counts = _as_counts(counts)
     smoothing = require_nonnegative(smoothing, "smoothing")
-    weights = None
-    if class_weight is not None:
-        weights = _as_vector(np.broadcast_to(np.asarray(class_weight, dtype=float), counts.shape)
-                             if np.size(class_weight) == 1 else class_weight, "class_weight")
-        if weights.shape != counts.shape:
-            raise ValueError(
-                f"class_weight must have one weight per entry of counts ({counts.size}), "
-                f"got {weights.size}"
-            )
-        if np.any(weights <= 0):
-            raise ValueError(f"class_weight must be positive, got {weights}")
+    weights = None if class_weight is None else _class_weights(class_weight, counts, activation)
 
     if activation == "softmax":
         if total is not None:
@@ -347,7 +391,11 @@ class _Head:
     bias: ParamInfo | None
     units: int
     applied: tuple[str, ...]  # activations applied after the affine map, in order
-    unknown_after: str | None  # first layer after the head whose effect we cannot tell
+    unknown_after: str | None  # first step after the head whose effect we cannot tell
+    output: int = 0  # which of the model's outputs it computes
+    output_name: str = "output"
+    explicit: bool = False  # named by the caller with layer=
+    n_outputs: int = 1
 
 
 def _class_names(obj: Any) -> set[str]:
@@ -364,39 +412,39 @@ def _keras_activation_name(function: Any) -> str | None | Literal[False]:
     return _ACTIVATION_NAMES.get(name, False) if name is not None else False
 
 
-def _find_head(model: Any, layer: str | None) -> _Head:
-    framework = require_built(model)
-    leaves = leaf_layers(model)
-    if layer is not None:
-        names = [name for name, _ in leaves]
-        if layer not in names:
-            raise ValueError(f"layer must name one of the model's layers {names}, got {layer!r}")
-        index = names.index(layer)
-        if not _is_affine(framework, leaves[index][1]):
-            raise ValueError(
-                f"layer must name a dense or convolution layer, got {layer!r} "
-                f"({type(leaves[index][1]).__name__})"
-            )
-    else:
-        affine = [i for i, (_, obj) in enumerate(leaves) if _is_affine(framework, obj)]
-        if not affine:
-            raise ValueError(
-                "model must contain a Dense/Linear or convolution output layer, found only "
-                f"{[type(obj).__name__ for _, obj in leaves]}"
-            )
-        index = affine[-1]
-    name, head = leaves[index]
-
-    owned = [p for p in parameters(model) if p.layer_object is head]
+def _units(framework: str, layer: Any, owned: list[ParamInfo]) -> tuple[Any, Any, int | None]:
     kernel = next((p for p in owned if p.name in ("kernel", "weight")), None)
     bias = next((p for p in owned if p.name == "bias"), None)
     if bias is not None:
-        units = bias.shape[0]
-    elif kernel is not None:
-        units = kernel.shape[-1] if framework == "keras" else kernel.shape[0]
-    else:
-        raise ValueError(f"model's output layer {name!r} has no parameters")
+        return kernel, bias, bias.shape[0]
+    if kernel is not None:
+        return kernel, None, kernel.shape[-1] if framework == "keras" else kernel.shape[0]
+    return None, None, None
 
+
+def _describe_source(framework: str, source: Any, several_outputs: bool) -> str:
+    owned = [p for p in parameters(source.layer_object) if p.layer_object is source.layer_object]
+    units = _units(framework, source.layer_object, owned)[2]
+    parts = [source.layer_type] + ([f"{units} unit{'s' if units != 1 else ''}"]
+                                   if units is not None else [])
+    fused = getattr(source.layer_object, "activation", None) if framework == "keras" else None
+    then = ([getattr(fused, "__name__", str(fused))] if fused is not None
+            and getattr(fused, "__name__", "") != "linear" else [])
+    then += [step.name for step in source.after if step.kind != "same"]
+    text = f"layer {source.layer!r} ({', '.join(parts)}"
+    text += f", then {' then '.join(then)})" if then else ")"
+    if several_outputs:
+        text = f"output {source.output_name!r} (position {source.output}) <- {text}"
+    return text
+
+
+def _head_from(framework: str, model: Any, source: Any, name: str, explicit: bool,
+               n_outputs: int) -> _Head:
+    head = source.layer_object if source is not None else dict(leaf_layers(model))[name]
+    owned = [p for p in parameters(model) if p.layer_object is head]
+    kernel, bias, units = _units(framework, head, owned)
+    if units is None:
+        raise ValueError(f"model's output layer {name!r} has no parameters")
     applied: list[str] = []
     unknown_after = None
     if framework == "keras":
@@ -405,27 +453,97 @@ def _find_head(model: Any, layer: str | None) -> _Head:
             unknown_after = f"activation {getattr(head.activation, '__name__', head.activation)!r}"
         elif own is not None:
             applied.append(own)
-    for later_name, later in leaves[index + 1:] if unknown_after is None else []:
-        kind = type(later).__name__
-        if kind in _PASS_THROUGH:
+    if source is None:  # named by the caller, but the model's computation could not be followed
+        unknown_after = unknown_after or "steps that were not traced (pass x= to trace them)"
+    for step in source.after if source is not None and unknown_after is None else ():
+        if step.kind == "same":
             continue
-        if framework == "keras" and kind == "Activation":
-            found = _keras_activation_name(later.activation)
-            if found is False:
-                unknown_after = f"{later_name!r} ({kind})"
-                break
-            if found is not None:
-                applied.append(found)
-        elif kind == "Softmax":
-            applied.append("softmax")
-        elif kind == "LogSoftmax":
-            applied.append("log_softmax")
-        elif kind == "Sigmoid":
-            applied.append("sigmoid")
-        else:
-            unknown_after = f"{later_name!r} ({kind})"
+        if step.kind == "other":
+            unknown_after = step.name
             break
-    return _Head(framework, name, head, kernel, bias, int(units), tuple(applied), unknown_after)
+        applied.append(step.kind)
+    output = source.output if source is not None else 0
+    output_name = source.output_name if source is not None else "output"
+    return _Head(framework, name, head, kernel, bias, int(units), tuple(applied), unknown_after,
+                 output, output_name, explicit, n_outputs)
+
+
+def _find_head(model: Any, layer: str | None, output: Any = None, x: Any = None) -> _Head:
+    """The layer whose bias is the output bias, found from what the model computes.
+
+    The model's computation is followed back from its outputs
+    (:func:`utils.frameworks.output_graph`) to the layers with parameters that compute them.
+    Exactly one candidate must remain after ``output`` and ``layer`` narrow them down.
+    """
+    framework = require_built(model)
+    leaves = leaf_layers(model)
+    chosen = None
+    if layer is not None:
+        names = [name for name, _ in leaves]
+        if not isinstance(layer, str) or layer not in names:
+            raise ValueError(f"layer must name one of the model's layers {names}, got {layer!r}")
+        chosen = leaves[names.index(layer)][1]
+        if not _is_affine(framework, chosen):
+            raise ValueError(
+                f"layer must name a dense or convolution layer, got {layer!r} "
+                f"({type(chosen).__name__})"
+            )
+    try:  # follow the computation back to dense/convolution layers only
+        graph = output_graph(model, x, through=lambda obj: not _is_affine(framework, obj))
+    except NeedsInputError:
+        if chosen is None or output is not None:
+            raise
+        return _head_from(framework, model, None, layer, True, 1)
+    several = len(graph.outputs) > 1
+    sources = list(graph.sources)
+    where, verb = "its output", "is"
+    if output is not None:
+        position = graph.index(output)
+        sources = [s for s in sources if s.output == position]
+        where = f"its output {graph.outputs[position]!r}"
+    elif several:
+        where, verb = f"its {len(graph.outputs)} outputs", "are"
+    if chosen is not None:
+        mine = [s for s in sources if s.layer_object is chosen]
+        if not mine:
+            computed = "; ".join(_describe_source(framework, s, several) for s in sources) \
+                or "no layer with parameters"
+            raise ValueError(
+                f"layer {layer!r} does not compute {where}: the model's output comes from "
+                f"{computed}. Pass layer= a layer whose output is the model's output (after "
+                "activations, dropout or reshapes only)"
+            )
+        sources = mine
+    if not sources:
+        raise ValueError(
+            "model must contain a Dense/Linear or convolution output layer: no dense or "
+            f"convolution layer computes {where} (its layers: "
+            f"{[type(obj).__name__ for _, obj in leaves]})"
+        )
+    # several dense layers behind one layer that is not (a final normalisation after residual
+    # branches, as in torch.nn.Transformer): that layer computes the output, and has no bias
+    # that sets the logits
+    shared = [step for step in sources[0].after if step.is_layer and step.kind == "other"
+              and all(step in other.after for other in sources[1:])]
+    if len(sources) > 1 and shared:
+        raise ValueError(
+            f"model must contain a Dense/Linear or convolution output layer: {where} {verb} "
+            f"computed by layer {shared[-1].name}, which is neither, after "
+            f"{len(sources)} dense or convolution layers; add a dense or convolution head, or "
+            "pass layer= to name one whose output is the model's"
+        )
+    if len(sources) > 1:
+        listed = "; ".join(_describe_source(framework, s, several) for s in sources)
+        first = sources[0]
+        how = (f"output={first.output_name!r} (or output={first.output}) or "
+               f"layer={first.layer!r}" if several else f"layer={first.layer!r}")
+        raise ValueError(
+            f"model has {len(sources)} candidate output layers for {where}: {listed}. Choose "
+            f"one: pass {how}"
+        )
+    source = sources[0]
+    return _head_from(framework, model, source, source.layer, chosen is not None,
+                      len(graph.outputs))
 
 
 def _inferred_activation(head: _Head) -> Activation | None:
@@ -473,25 +591,39 @@ def set_prior_bias(
     smoothing: float = 0.0,
     class_weight: Any = None,
     layer: str | None = None,
+    output: Any = None,
+    x: Any = None,
     kernel_scale: float = 1.0,
 ) -> np.ndarray:
     """Set a model's output bias to :func:`prior_bias` in place (Chapter 4).
 
+    The output layer is found from what the model computes, not from the order its layers
+    were defined in (:func:`utils.frameworks.output_graph`): the dense or convolution layer
+    whose output becomes the model's output, through activations, dropout and reshapes only.
+    A model with several outputs, or several heads added into one output, is refused with a
+    list of the candidates; choose one with ``output`` or ``layer``.
+
     Parameters
     ----------
     model
-        A built Keras 3 model or a ``torch.nn.Module``. The output layer is the last dense or
-        convolution layer in the model's layer order (for ``Sequential`` models, the last one
-        applied, even when an ``Activation``, ``Softmax``, ``Sigmoid`` or ``Dropout`` layer
-        follows it or it sits inside a nested ``Sequential``); pass ``layer`` to choose another.
+        A built Keras 3 model or a ``torch.nn.Module``.
     counts, total, smoothing, class_weight
         As in :func:`prior_bias`.
     activation
         ``"softmax"`` or ``"sigmoid"``; ``None`` infers it from the model: the output layer's
-        own Keras activation, or a softmax/sigmoid layer after it, or ``"sigmoid"`` for a single
+        own Keras activation, or a softmax/sigmoid after it, or ``"sigmoid"`` for a single
         logit. A model that outputs several logits (the usual torch style) needs it stated.
     layer
-        The output layer's name as listed by :func:`utils.frameworks.leaf_layers`.
+        The output layer's name as listed by :func:`utils.frameworks.leaf_layers`; it must
+        compute one of the model's outputs. Named, it is used even when something other than
+        an activation, dropout or a reshape follows it (you say its bias is the one to set).
+    output
+        For a model with several outputs: which one, by name or position
+        (:attr:`utils.frameworks.OutputGraph.outputs`).
+    x
+        A sample batch of inputs (a few rows). Needed only for torch models whose forward
+        ``torch.fx`` cannot trace (the message says so) and subclassed Keras models built
+        without a recorded input shape: the model is run on it to find the output layer.
     kernel_scale
         Multiply the output layer's kernel by this (``0`` zeroes it), which shrinks the
         input-dependent part of the initial logits; Chapter 4 measures what that buys.
@@ -505,18 +637,30 @@ def set_prior_bias(
     ------
     ValueError
         For everything :func:`prior_bias` rejects; a model that is not a built Keras/torch
-        model or has no dense/convolution layer; an output layer without a bias; counts whose
-        length differs from the layer's number of outputs; an activation that cannot be inferred
-        or contradicts the model; an unknown ``layer``; a negative or non-finite
-        ``kernel_scale``.
+        model; a model whose output is not computed by a dense or convolution layer, or is
+        computed by several (the message lists them and how to choose); an output layer
+        followed by something other than an activation, dropout or a reshape (unless named
+        with ``layer``); an output layer without a bias (the message says what to do
+        instead); counts whose length differs from the layer's number of outputs; an
+        activation that cannot be inferred or contradicts the model; an unknown ``layer`` or
+        ``output``, or a ``layer`` that computes no output; ``x`` missing where it is needed;
+        a negative or non-finite ``kernel_scale``.
     """
     from utils.frameworks import assign
 
-    head = _find_head(model, layer)
+    head = _find_head(model, layer, output, x)
     if head.bias is None:
         raise ValueError(
             f"model's output layer {head.name!r} ({type(head.layer).__name__}) has no bias to "
-            "set; rebuild it with a bias (Keras use_bias=True, torch bias=True)"
+            "set. Either rebuild it with a bias (Keras use_bias=True, torch bias=True) and call "
+            "set_prior_bias again, or shift the logits instead: add the constant "
+            "prior_bias(counts) to the model's output logits (before any softmax or sigmoid)"
+        )
+    if head.unknown_after is not None and not head.explicit:
+        raise ValueError(
+            f"model's output layer {head.name!r} is followed by {head.unknown_after} before "
+            f"the output {head.output_name!r}, so its bias is not the bias of the output's "
+            f"logits; pass layer={head.name!r} if it is the one to set anyway"
         )
     activation = _resolve_activation(head, activation)
     kernel_scale = require_nonnegative(kernel_scale, "kernel_scale")
@@ -554,9 +698,14 @@ class InitialLossCheck:
     logits across the examples, averaged over the outputs (for softmax after removing each
     example's mean logit, which it ignores).
 
-    ``ok`` is true when ``excess <= rtol * predicted`` and
-    ``predicted - optimum <= rtol * optimum + sampling``, where ``sampling`` allows for the
-    batch's label counts differing by chance from those the bias was set from.
+    ``ok`` is true when ``excess <= rtol * predicted`` (check 1) and
+    ``predicted - optimum <= prior_tolerance`` (check 2), where
+    ``prior_tolerance = sampling + rounding``: ``sampling`` allows for the batch's label
+    counts differing by chance from those the bias was set from, ``rounding`` for the bias
+    being stored in the layer's floating-point type (see :func:`check_initial_loss`).
+    ``has_bias`` is False when the output layer has no bias (then the bias is taken as zero).
+    ``output`` names the model output that was checked, ``outputs`` says what it holds
+    (``"logits"``, ``"probabilities"`` or ``"log_probabilities"``).
     """
 
     activation: str
@@ -574,6 +723,15 @@ class InitialLossCheck:
     message: str
     excess: float = math.nan
     sampling: float = 0.0
+    rounding: float = 0.0
+    has_bias: bool = True
+    output: str = "output"
+    outputs: str = "logits"
+
+    @property
+    def prior_tolerance(self) -> float:
+        """Check 2's tolerance on ``predicted - optimum``: ``sampling + rounding`` (nats)."""
+        return self.sampling + self.rounding
 
     def __str__(self) -> str:
         message = textwrap.fill(self.message, width=88, initial_indent="  ",
@@ -633,27 +791,24 @@ def _targets(y: Any, activation: Activation, units: int) -> np.ndarray:
 
 
 def _forward(head: _Head, model: Any, x: Any) -> np.ndarray:
-    """The model's outputs on x in inference mode (dropout off), as float64 NumPy."""
-    inputs = np.asarray(x)
-    param = head.bias if head.bias is not None else head.kernel
-    try:
-        dtype = np.dtype(str(param.handle.dtype).removeprefix("torch."))
-    except TypeError:  # e.g. bfloat16, which NumPy does not know: let the framework cast
-        dtype = None
-    if dtype is not None and np.issubdtype(inputs.dtype, np.floating):
-        inputs = inputs.astype(dtype, copy=False)  # float64 data into a float32 model
-    if head.framework == "keras":
-        return np.asarray(model(inputs, training=False), dtype=np.float64)
-    import torch
+    """The output the head computes, on x in inference mode (dropout off), as float64."""
+    outputs = forward(model, x)
+    return outputs[head.output][1]
 
-    was_training = model.training
-    model.eval()
+
+def _rounding_allowance(bias: np.ndarray, dtype: Any, k: int) -> float:
+    """How far ``predicted - optimum`` may exceed zero for the exact prior bias stored in
+    ``dtype``: ``KL(p || softmax(b + d)) = Var_p(d) / 2 + O(d^3) <= max d^2 / 2`` for rounding
+    errors ``|d_k| <= u |b_k|`` (``u`` the unit roundoff; the same bound holds per sigmoid
+    output), doubled for the third order, plus the float64 evaluation of both losses
+    (``8 K eps64`` of their terms' magnitude)."""
     try:
-        with torch.no_grad():
-            outputs = model(torch.as_tensor(inputs))
-    finally:
-        model.train(was_training)
-    return outputs.detach().cpu().numpy().astype(np.float64)
+        unit = float(np.finfo(np.dtype(str(dtype).removeprefix("torch."))).eps) / 2
+    except TypeError:  # bfloat16, which NumPy does not know
+        unit = 2.0 ** -8
+    largest = float(np.max(np.abs(bias))) if bias.size else 0.0
+    return (unit * largest) ** 2 + 8 * k * float(np.finfo(np.float64).eps) * (
+        largest + math.log(max(k, 2)) + 1)
 
 
 def _to_logits(outputs: np.ndarray, kind: str, activation: Activation) -> np.ndarray:
@@ -687,6 +842,7 @@ def check_initial_loss(
     activation: str | None = None,
     *,
     layer: str | None = None,
+    output: Any = None,
     outputs: str | None = None,
     rtol: float = 0.25,
     sigmas: float = 5.0,
@@ -696,9 +852,10 @@ def check_initial_loss(
 
     Karpathy's "verify loss at init" as a tool. A freshly initialised classifier should have
     about the loss of the constant predictor given by its output bias (:func:`initial_loss`):
-    ``log K`` with a zero bias, the label entropy with :func:`prior_bias`. The measured loss is
-    split as ``predicted + first_order + excess`` (see :class:`InitialLossCheck`) and two things
-    are checked:
+    ``log K`` with a zero bias, the label entropy with :func:`prior_bias`. The output layer is
+    found from what the model computes, as in :func:`set_prior_bias`, and named in every
+    message. The measured loss is split as ``predicted + first_order + excess`` (see
+    :class:`InitialLossCheck`) and two things are checked, each with its own tolerance:
 
     1. **The random part of the logits is small**: ``excess <= rtol * predicted``. The
        first-order term is left out because it averages to zero over initialisations (the
@@ -707,45 +864,63 @@ def check_initial_loss(
        average. More than ``rtol`` means the output kernel is too large for the bias to decide
        the first predictions (scale it down: ``set_prior_bias(..., kernel_scale=0.1)``), or the
        outputs are not what the loss assumes (e.g. probabilities declared as logits).
-    2. **The bias is the label prior**: ``predicted - optimum <= rtol * optimum + sampling``,
-       where ``optimum`` is the entropy of the batch's labels. ``predicted - optimum`` is the
-       Kullback-Leibler divergence ``KL(p_batch || q)`` from the batch's label distribution to
-       the bias's prediction ``q``, and even the exact prior differs from a batch's labels by
-       chance. ``sampling`` bounds that chance: ``KL <= log(1 + X^2 / n)`` (Jensen), where
-       Pearson's statistic ``X^2`` of ``n`` labels drawn from ``q`` has mean ``d = K - 1`` and
-       variance ``2 d + (sum_k 1/q_k - K^2 - 2 K + 2) / n`` exactly, so
-       ``sampling = log(1 + (d + sigmas * sd) / n)`` (per sigmoid output with ``K = 2``,
-       averaged over the outputs). More than the tolerance means :func:`set_prior_bias` would
-       lower the initial loss.
 
-    The default ``rtol = 0.25`` is chosen, not derived: ``excess`` depends on the architecture
-    and the initialiser, so no one bound fits every model, and the value sits between the two
-    groups of measurements it must separate. Chapter 4 measures ``excess`` at the frameworks' default
-    initialisations below 16 % of ``predicted`` on its ten-class model (twenty seeds) and below
-    20 % on its fraud model (ten seeds; largest for Keras's Glorot uniform on a one-unit output
-    layer), while a zero bias on the ten-class profile costs 44 % and the logit-instead-of-log
-    mistake on a 90/10 split 39 %. Narrower Keras networks can exceed it; the warning is then
-    right: the random logits, not the bias, decide the first predictions.
+       The default ``rtol = 0.25`` is chosen, not derived: ``excess`` depends on the
+       architecture and the initialiser, so no one bound fits every model, and the value sits
+       between the two groups of measurements it must separate. Chapter 4 measures ``excess``
+       at the frameworks' default initialisations below 16 % of ``predicted`` on its ten-class
+       model (twenty seeds) and below 20 % on its fraud model (ten seeds; largest for Keras's
+       Glorot uniform on a one-unit output layer). Narrower Keras networks can exceed it; the
+       warning is then right: the random logits, not the bias, decide the first predictions.
+    2. **The bias is the label prior**: ``predicted - optimum <= sampling + rounding``, where
+       ``optimum`` is the entropy of the batch's labels. ``predicted - optimum`` is the
+       Kullback-Leibler divergence ``KL(p_batch || q)`` from the batch's label distribution to
+       the bias's prediction ``q``; it is zero for the prior of these labels, and any bias that
+       predicts another distribution costs exactly this much. Its tolerance is derived, with
+       no relative slack, from the two reasons why the correct prior bias can miss zero:
+
+       * ``sampling``: the batch's labels differ by chance from the counts the bias was set
+         from. ``KL <= log(1 + X^2 / n)`` (Jensen), where Pearson's statistic ``X^2`` of ``n``
+         labels drawn from ``q`` has mean ``d = K - 1`` and variance
+         ``2 d + (sum_k 1/q_k - K^2 - 2 K + 2) / n`` exactly, so
+         ``sampling = log(1 + (d + sigmas * sd) / n)`` (per sigmoid output with ``K = 2``,
+         averaged over the outputs). This assumes the batch's labels are drawn from the
+         distribution the bias was set from, as a batch of the training set is.
+       * ``rounding``: the bias is stored in the layer's dtype; rounding each ``b_k`` by at
+         most ``u |b_k|`` raises the divergence by at most ``(u max|b|)^2`` (float32:
+         below ``1e-12`` for ``|b| < 10``), plus the float64 evaluation of both losses.
+
+       More than the tolerance means the bias predicts another distribution than the labels',
+       and :func:`set_prior_bias` would lower the initial loss. The smallest such mistake the
+       check can see is the tolerance itself, which shrinks like ``(K - 1) / n``: the
+       logit-instead-of-log mistake on Chapter 4's CIFAR profile costs 0.0053 nats (0.33 % of
+       the entropy), flagged from about 5,700 labels on (the full 13,850: tolerance 0.0022)
+       but not on a batch of 2,048 (0.015), where chance label counts of the correct prior
+       bias can cost as much; on the five-class example (``[10, 5, 5, 100, 100]``) it costs
+       0.0116, flagged from about 1,600 labels; on a 90/10 split, 0.127, flagged from 61.
+       Check on as many labels as you can.
 
     Parameters
     ----------
     model
-        A built Keras 3 model or ``torch.nn.Module`` with one 2-D output ``(n, K)``.
+        A built Keras 3 model or ``torch.nn.Module``; its output (or the one ``output`` or
+        ``layer`` selects) has shape ``(n, K)``.
     x
-        A batch of inputs (NumPy or anything the model accepts as an array).
+        A batch of inputs (NumPy or anything the model accepts as an array; a tuple for
+        several inputs).
     y
         Its labels. Softmax: integer class labels ``(n,)`` or probability rows ``(n, K)``.
         Sigmoid: 0/1 targets ``(n, K)`` (or ``(n,)`` for one output).
-    activation, layer
+    activation, layer, output
         As in :func:`set_prior_bias`.
     outputs
         What the model returns: ``"logits"``, ``"probabilities"`` or ``"log_probabilities"``.
-        ``None`` infers it from the layers after the output layer.
+        ``None`` infers it from the steps after the output layer.
     rtol
-        Relative tolerance of both checks, ``> 0``.
+        Check 1's relative tolerance, ``> 0``.
     sigmas
-        Standard deviations of the chance difference between the batch's labels and the prior
-        allowed in check 2, ``> 0``.
+        Check 2: standard deviations of the chance difference between the batch's labels and
+        the prior allowed, ``> 0``.
     warn
         Issue a ``UserWarning`` with the message when a check fails.
 
@@ -757,13 +932,24 @@ def check_initial_loss(
     Raises
     ------
     ValueError
-        For a model that is not a built Keras/torch model or has no dense/convolution output
-        layer; an activation that cannot be inferred or is unknown; outputs of another shape
-        than ``(n, K)``; ``x`` and ``y`` of different lengths; labels out of range; probability
-        rows that do not sum to one; an unknown ``outputs``; a non-positive ``rtol`` or
-        ``sigmas``.
+        For a model that is not a built Keras/torch model, whose output is not computed by one
+        dense/convolution layer (the message lists the candidates and how to choose with
+        ``output`` or ``layer``); an activation that cannot be inferred or is unknown; outputs
+        of another shape than ``(n, K)``; ``x`` and ``y`` of different lengths; labels out of
+        range; probability rows that do not sum to one; an unknown ``outputs``, ``output`` or
+        ``layer``; a non-positive ``rtol`` or ``sigmas``.
     """
-    head = _find_head(model, layer)
+    for value, argument in ((rtol, "rtol"), (sigmas, "sigmas")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0) \
+                or not math.isfinite(value):
+            raise ValueError(f"{argument} must be a positive number, got {value!r}")
+    if outputs is not None and outputs not in ("logits", "probabilities", "log_probabilities"):
+        raise ValueError(
+            f"outputs must be 'logits', 'probabilities' or 'log_probabilities', got {outputs!r}"
+        )
+    n_examples = len(x[0]) if isinstance(x, tuple) else len(x)
+    sample = tuple(part[:8] for part in x) if isinstance(x, tuple) else x[:8]
+    head = _find_head(model, layer, output, sample)
     activation = _resolve_activation(head, activation)
     if outputs is None:
         if head.unknown_after is not None or len(head.applied) > 1:
@@ -775,27 +961,22 @@ def check_initial_loss(
             )
         outputs = {(): "logits", ("log_softmax",): "log_probabilities"}.get(
             head.applied, "probabilities")
-    elif outputs not in ("logits", "probabilities", "log_probabilities"):
-        raise ValueError(
-            f"outputs must be 'logits', 'probabilities' or 'log_probabilities', got {outputs!r}"
-        )
-    for value, argument in ((rtol, "rtol"), (sigmas, "sigmas")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0) \
-                or not math.isfinite(value):
-            raise ValueError(f"{argument} must be a positive number, got {value!r}")
 
     targets = _targets(y, activation, head.units)
-    if len(targets) != len(x):
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(targets)}")
+    if len(targets) != n_examples:
+        raise ValueError(f"x and y must have the same length, got {n_examples} and "
+                         f"{len(targets)}")
     raw = _forward(head, model, x)
     if raw.ndim == 1 and head.units == 1:
         raw = raw[:, None]
     if raw.shape != targets.shape:
         raise ValueError(
-            f"model must output one row of {head.units} values per example, got shape {raw.shape}"
+            f"model must output one row of {head.units} values per example from layer "
+            f"{head.name!r}, got shape {raw.shape} for output {head.output_name!r}"
         )
     logits = _to_logits(raw, outputs, activation)
-    bias = head.bias.numpy().astype(np.float64) if head.bias is not None else np.zeros(head.units)
+    has_bias = head.bias is not None
+    bias = head.bias.numpy().astype(np.float64) if has_bias else np.zeros(head.units)
     counts = targets.sum(axis=0)
     n = len(targets)
     noise = logits - bias  # the input-dependent part of the logits (plus any bias shift after it)
@@ -818,6 +999,8 @@ def check_initial_loss(
         uniform = math.log(2)
         sampling = float(np.mean([_sampling_allowance(np.array([rate, 1 - rate]), n, sigmas)
                                   for rate in q]))
+    rounding = _rounding_allowance(bias, head.bias.handle.dtype if has_bias else "float32",
+                                   head.units)
     optimum = _entropy(counts, activation, n)
     excess = measured - predicted - first
     if activation == "softmax":  # a softmax ignores each example's mean logit: remove it
@@ -825,29 +1008,43 @@ def check_initial_loss(
     else:
         spread = logits
     logit_std = float(np.sqrt(np.mean(np.var(spread, axis=0))))
+    allowed = sampling + rounding
+    where = f"output layer {head.name!r}" + (
+        f" (model output {head.output_name!r})" if head.n_outputs > 1 else "")
 
     problems = []
     if excess > rtol * predicted:
+        shrink = ("set_prior_bias(..., kernel_scale=0.1)" if has_bias
+                  else "multiply it by 0.1")
         problems.append(
             f"the random part of the logits adds {excess:.3g} on average over initialisations, "
             f"{excess / predicted:.0%} of the {predicted:.4g} the output bias predicts "
-            f"(tolerance {rtol:.0%}); scale down the output layer's kernel "
-            "(set_prior_bias(..., kernel_scale=0.1)), and check that the outputs are what the "
-            f"loss expects ({outputs}) and the labels match them"
+            f"(tolerance {rtol:.0%}); scale down the kernel of {where} ({shrink}), and check "
+            f"that the outputs are what the loss expects ({outputs}) and the labels match them"
         )
-    if predicted - optimum > rtol * optimum + sampling:
-        problems.append(
-            f"the output bias is not the label prior: it predicts {predicted:.4g} but the prior "
-            f"bias reaches {optimum:.4g} (tolerance {rtol:.0%} + {sampling:.2g} for the "
-            "batch's chance label counts); call set_prior_bias(model, counts) with the "
-            "training set's counts"
-        )
+    if predicted - optimum > allowed:
+        if has_bias:
+            problems.append(
+                f"the output bias is not the label prior: the bias of {where} predicts "
+                f"{predicted:.4g} but the prior bias reaches {optimum:.4g}, "
+                f"{predicted - optimum:.2g} lower (more than the {allowed:.2g} the batch's chance "
+                "label counts allow); call set_prior_bias(model, counts) with the training "
+                "set's counts"
+            )
+        else:
+            problems.append(
+                f"the start is not the label prior: {where} has no bias, so the model starts "
+                f"near {predicted:.4g} where the prior would give {optimum:.4g}; add a bias to "
+                "the layer (Keras use_bias=True, torch bias=True) and call "
+                "set_prior_bias(model, counts), or add the constant prior_bias(counts) to the "
+                "model's output logits"
+            )
     if problems:
         message = "CHECK: " + "; ".join(problems) + "."
     else:  # say what was compared, so that "OK" next to a larger measured loss is explained
         message = (
-            f"OK on both checks. The output bias predicts {predicted:.4g} against the label "
-            f"prior's {optimum:.4g} (allowed: {rtol:.0%} + {sampling:.2g} for the batch's chance "
+            f"OK on both checks of {where}. The output bias predicts {predicted:.4g} against "
+            f"the label prior's {optimum:.4g} (allowed: {allowed:.2g} for the batch's chance "
             f"label counts). The random part of the logits adds {excess:.3g} on average over "
             f"initialisations, {excess / predicted:.0%} of the prediction (allowed: "
             f"{rtol:.0%}). The 1st-order term ({first:+.3g}) is this initialisation's chance "
@@ -857,7 +1054,8 @@ def check_initial_loss(
         activation=activation, layer=head.name, examples=n, measured=measured,
         predicted=predicted, optimum=optimum, uniform=uniform, first_order=first,
         second_order=second, logit_std=logit_std, rtol=float(rtol), ok=not problems,
-        message=message, excess=excess, sampling=sampling,
+        message=message, excess=excess, sampling=sampling, rounding=rounding,
+        has_bias=has_bias, output=head.output_name, outputs=outputs,
     )
     if problems and warn:
         warnings.warn(message, UserWarning, stacklevel=2)

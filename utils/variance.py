@@ -36,8 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from utils.frameworks import (assign, framework_of, from_keras_layout, keras_layout, leaf_layers,
-                              trace, weight_layers)
+from utils.frameworks import (Trace, assign, framework_of, from_keras_layout, keras_layout,
+                              leaf_layers, trace, weight_layers)
 from utils.stats import (require_int, require_nonnegative, require_positive,
                          truncated_normal_moments)
 
@@ -60,6 +60,7 @@ __all__ = [
     "depth_log_tolerance",
     "LayerStats",
     "layer_statistics",
+    "trace_statistics",
     "statistics_table",
     "probe_loss",
     "deep_mlp",
@@ -1065,7 +1066,8 @@ def _std(values: np.ndarray) -> float:
 
 def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
                      layer_types: Sequence[str] | None = None,
-                     training: bool = False, saturation: float = 0.99) -> list[LayerStats]:
+                     training: bool = False, saturation: float = 0.99,
+                     output: Any = None) -> list[LayerStats]:
     """Per-layer activation and gradient statistics of any Keras 3 or torch model.
 
     One call to :func:`utils.frameworks.trace`, then for every leaf layer: the mean, std and
@@ -1092,6 +1094,9 @@ def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
     saturation
         Where a bounded activation counts as saturated: within ``1 - saturation`` of an end of
         its range (the course's one definition; Chapters 2 and 3 use the default 0.99).
+    output
+        For a model with several outputs and a named ``loss``: the output it applies to, as in
+        :func:`utils.frameworks.trace`.
 
     Returns
     -------
@@ -1103,9 +1108,16 @@ def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
     ------
     ValueError
         As :func:`utils.frameworks.trace` (not a model, unbuilt, bad ``x``, only one of ``y``
-        and ``loss``, unknown loss), if ``layer_types`` is a string rather than a sequence
-        of names, or if ``saturation`` is not strictly between 0 and 1.
+        and ``loss``, unknown loss, several outputs and no ``output``), if ``layer_types`` is a
+        string rather than a sequence of names, or if ``saturation`` is not strictly between 0
+        and 1.
     """
+    _check_statistics_arguments(layer_types, saturation)
+    result = trace(model, x, y, loss, training=training, output=output)
+    return trace_statistics(model, result, layer_types, saturation)
+
+
+def _check_statistics_arguments(layer_types: Any, saturation: Any) -> None:
     if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) \
             or not 0 < saturation < 1:
         raise ValueError(f"saturation must be a number strictly between 0 and 1, got "
@@ -1113,7 +1125,39 @@ def layer_statistics(model: Any, x: Any, y: Any = None, loss: Any = None,
     if isinstance(layer_types, str):
         raise ValueError(f"layer_types must be a sequence of class names such as "
                          f"('Dense', 'Linear'), got the string {layer_types!r}")
-    result = trace(model, x, y, loss, training=training)
+
+
+def trace_statistics(model: Any, result: Trace, layer_types: Sequence[str] | None = None,
+                     saturation: float = 0.99) -> list[LayerStats]:
+    """:func:`layer_statistics` of a trace already made with :func:`utils.frameworks.trace`.
+
+    For callers that also need the trace's parameter gradients (``utils.report.init_report``):
+    one forward and backward pass serves both.
+
+    Parameters
+    ----------
+    model
+        The model ``result`` was traced from.
+    result
+        What :func:`utils.frameworks.trace` returned for it.
+    layer_types, saturation
+        As in :func:`layer_statistics`.
+
+    Returns
+    -------
+    list of LayerStats
+        As :func:`layer_statistics`.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a supported model, ``result`` is not a
+        :class:`~utils.frameworks.Trace`, or ``layer_types`` or ``saturation`` is invalid (as in
+        :func:`layer_statistics`).
+    """
+    _check_statistics_arguments(layer_types, saturation)
+    if not isinstance(result, Trace):
+        raise ValueError(f"result must be a utils.frameworks.Trace, got {type(result).__name__}")
     framework = framework_of(model)
     layers = dict(leaf_layers(model))
     weight_grads: dict[str, np.ndarray] = {}

@@ -15,7 +15,7 @@ export CUDA_VISIBLE_DEVICES  :=
 export PYTHONHASHSEED        := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab test-seeds test-canary pdf vendor-mathjax vendor-vega browser-check
+.PHONY: help install test unit notebooks book bench execute student clean otter otter-check bootstrap test-colab test-seeds test-zoo test-canary pdf vendor-mathjax vendor-vega browser-check
 
 help:
 	@echo "make book     render the Jupyter Book to _build/html (warnings are errors)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bootstrap  point every notebook's first cell at the last commit of utils/ (no run)"
 	@echo "make test-colab every chapter's asserts on Google Colab's versions, in .venv-colab"
 	@echo "make test-seeds every chapter's asserts with every seed moved (held-out seeds)"
+	@echo "make test-zoo   the tools on keras.applications, torchvision and nn.Transformer, in .venv-zoo"
 	@echo "make test-canary every chapter's asserts on the newest releases (reports, never fails)"
 	@echo "make student  write the student edition of every chapter to _build/student/"
 	@echo "make otter    the Otter-Grader edition for Colab classes to _build/otter/"
@@ -109,6 +110,29 @@ test-seeds: $(STAMP)
 	    || exit 1; \
 	  echo "held-out seeds: shift $$shift passed in $$(( $$(date +%s) - start )) s"; \
 	done
+
+# The zoo: set_prior_bias, check_initial_loss, the histograms and init_report on the frameworks'
+# own architectures, built offline with random weights. keras.applications and nn.Transformer
+# also run in `make test` (tests/test_zoo.py); torchvision.models need torchvision, which is
+# released for one torch at a time, so they run here, in .venv-zoo, built from
+# requirements-zoo.txt (requirements.txt with torch 2.14.1 and torchvision 0.29.1 in place of
+# its torch pin). COURSE_ZOO=1 makes a torchvision that does not import an error, not a skip.
+ZOO_VENV  := .venv-zoo
+ZOO_PY    := $(ZOO_VENV)/bin/python
+ZOO_STAMP := $(ZOO_VENV)/.installed
+
+$(ZOO_STAMP): requirements-zoo.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
+	test -x $(ZOO_PY) || $(PYTHON) -m venv $(ZOO_VENV)
+	@start=$$(date +%s) && \
+	$(ZOO_PY) -m pip install --quiet --upgrade pip && \
+	nice -n 15 $(ZOO_PY) -m pip install --quiet -r requirements-zoo.txt && \
+	$(ZOO_PY) -m pip install --quiet --no-deps --no-build-isolation -e . && \
+	echo "zoo: requirements-zoo.txt installed in $$(( $$(date +%s) - start )) s"
+	touch $(ZOO_STAMP)
+
+test-zoo: $(ZOO_STAMP)
+	COURSE_ZOO=1 $(ZOO_PY) -m pytest tests/test_zoo.py tests/test_zoo_torchvision.py -q
 
 # The canary: every chapter's asserts on the newest TensorFlow, Keras and torch from PyPI's
 # default wheels (torch's CUDA build, as Colab gets), on Colab's Python, in a fresh

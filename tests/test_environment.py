@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = notebooks()
 
 
-def _requirements() -> dict[str, str]:
+def _requirements(file: str = "requirements.txt") -> dict[str, str]:
     pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / file).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         name, sep, version = line.partition("==")
-        assert sep == "==", f"requirements.txt: {line!r} is not pinned with =="
+        assert sep == "==", f"{file}: {line!r} is not pinned with =="
         pins[name.strip().lower()] = version.strip()
     return pins
 
@@ -45,6 +45,19 @@ def test_installed_versions_match_the_pins():
     mismatched = {name: (pin, version(name)) for name, pin in _requirements().items()
                   if version(name).split("+")[0] != pin}
     assert not mismatched, f"installed != requirements.txt: {mismatched}; run `make install`"
+
+
+def test_the_zoo_environment_is_requirements_txt_with_a_torchvision_pair():
+    # .venv-zoo (make test-zoo) must test the same stack as .venv but for torch, which
+    # torchvision's release pins: every other pin is requirements.txt's, so pip resolves the
+    # file in one pass (no second, conflicting torch pin from `-r requirements.txt`).
+    zoo, main = _requirements("requirements-zoo.txt"), _requirements()
+    assert {name: pin for name, pin in zoo.items() if name not in ("torch", "torchvision")} == \
+        {name: pin for name, pin in main.items() if name != "torch"}
+    assert (zoo["torch"], zoo["torchvision"]) == ("2.14.1", "0.29.1")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-r requirements-zoo.txt" in makefile and ".venv-zoo/" in \
+        (ROOT / ".gitignore").read_text().splitlines()
 
 
 def test_environment_yml_installs_exactly_requirements_txt():
@@ -68,12 +81,13 @@ def test_package_version_is_single_sourced():
 
 def test_ci_runs_the_readme_test_command_first_then_the_documented_checks():
     # `make test` (the pinned environment) first, then every check the README documents:
-    # the chapters with their seeds moved and on Colab's versions, the Otter-Grader proof, the
-    # PDF, the browser check, and last the canary (which reports and never fails).
+    # the chapters with their seeds moved, the tools on torchvision's architectures, the
+    # chapters on Colab's versions, the Otter-Grader proof, the PDF, the browser check, and
+    # last the canary (which reports and never fails).
     ci = (ROOT / ".ci" / "run").read_text()
     steps = re.findall(r"^step make (\S+)$", ci, flags=re.M)
-    assert steps == ["test", "test-seeds", "test-colab", "otter-check", "pdf", "browser-check",
-                     "test-canary"], steps
+    assert steps == ["test", "test-seeds", "test-zoo", "test-colab", "otter-check", "pdf",
+                     "browser-check", "test-canary"], steps
     readme = (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()
     for target in steps + ["book"]:

@@ -38,10 +38,14 @@ def is_exempt(cell: nbformat.NotebookNode) -> bool:
 
 
 def asserts_something(source: str) -> bool:
-    """True when the cell's code has an ``assert`` statement (comments do not count)."""
+    """True when the cell's code asserts: an ``assert`` statement, or a call of
+    ``utils.stats.assert_claims``, which raises ``AssertionError`` when a claim does not hold
+    (comments do not count)."""
     lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
     tree = ast.parse("\n".join(lines))
-    return any(isinstance(node, ast.Assert) for node in ast.walk(tree))
+    return any(isinstance(node, ast.Assert) or (
+        isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
+        == "assert_claims") for node in ast.walk(tree))
 
 
 def code_cells_with_outputs(path: Path) -> list[tuple[int, nbformat.NotebookNode]]:

@@ -64,3 +64,12 @@ def test_the_portable_path_switches_torch_to_its_portable_kernels():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "DEFAULT"
+
+
+def test_assert_claims_counts_as_an_assert():
+    from tests.portability import asserts_something
+
+    assert asserts_something("x = 1\nassert x")
+    assert asserts_something("assert_claims(claim('a', True))")
+    assert asserts_something("utils.stats.assert_claims(v)")
+    assert not asserts_something("# assert x\nprint(claim('a', True))")

@@ -88,10 +88,10 @@ def test_torch_transformer_has_no_output_bias(transformer, timer):
         with pytest.raises(ValueError, match="'decoder.norm' \\(LayerNorm\\)"):
             check_initial_loss(transformer, (src, tgt), np.zeros(2, int), "softmax")
     with timer.step(name, "histograms"):
-        weight_histograms(transformer, max_panels=8)
-        activation_histograms(transformer, (src, tgt), max_panels=8)
+        weight_histograms(transformer, max_panels=4)
+        activation_histograms(transformer, (src, tgt), max_panels=4)
         gradient_histograms(transformer, (src, tgt), np.zeros((2, 9, 512), "float32"), "mse",
-                            max_panels=8)
+                            max_panels=4)
     with timer.step(name, "init_report"):
         report = init_report(transformer, (src, tgt))
     assert report.gradients == "probe" and report.layers

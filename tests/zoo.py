@@ -91,9 +91,9 @@ def classifier_tools(name: str, model, x, timer: Timer, activation: str | None =
     assert check.predicted == pytest.approx(-np.mean(np.log(p[labels])), rel=1e-6)
     assert abs(check.measured - check.predicted) <= 16 * FLOAT32_EPS * (1 + check.predicted)
     with timer.step(name, "histograms"):
-        weight_histograms(model, max_panels=8)
-        activation_histograms(model, x, max_panels=8)
-        gradient_histograms(model, x, labels, gradient_loss or "cross_entropy", max_panels=8)
+        weight_histograms(model, max_panels=4)
+        activation_histograms(model, x, max_panels=4)
+        gradient_histograms(model, x, labels, gradient_loss or "cross_entropy", max_panels=4)
         plt.close("all")
     with timer.step(name, "init_report"):
         report = init_report(model, x, labels, activation=activation)

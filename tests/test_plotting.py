@@ -591,3 +591,30 @@ def test_module_imports_no_framework():
             "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules")
     root = plotting.__file__.rsplit("/utils", 1)[0]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_weight_histograms_passes_z_to_the_flag():
+    # A kernel drawn from N(0, 0.1) labelled as N(0, 0.104): a 4 % std error that 40,000
+    # values see at about 8 standard errors (the std's relative se is 1/sqrt(2n) = 0.35 %),
+    # so z = 5 flags it and a z far above that (z = 40) does not.
+    import torch
+    import torch.nn as nn
+
+    from utils.distributions import normal
+    from utils.plotting import weight_histograms
+
+    layer = nn.Linear(200, 200, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(
+            np.random.default_rng(0).normal(0, 0.1, (200, 200)).astype(np.float32)))
+    labelled = {"(root)/weight": normal(0.0, 0.104)}
+
+    def flagged(z):
+        figure = weight_histograms(layer, distributions=labelled, z=z)
+        texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+        plt.close(figure)
+        return any("differ" in t for t in texts)
+
+    assert flagged(5.0) and not flagged(40.0)
+    with pytest.raises(ValueError, match="z must be a positive finite number"):
+        weight_histograms(layer, z=0)

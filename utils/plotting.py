@@ -33,7 +33,7 @@ import numpy as np
 from utils.distributions import InitDistribution, check_sample, param_distribution
 from utils.frameworks import (LayerRecord, ParamInfo, framework_of, leaf_layers, parameters,
                               require_built, trace)
-from utils.stats import pointwise_mean_ci, require_int
+from utils.stats import pointwise_mean_ci, require_int, require_positive
 
 __all__ = [
     "OKABE_ITO",
@@ -393,7 +393,8 @@ def _model_name(model: Any) -> str:
 def _param_panels(model: Any, include_non_trainable: bool, select: Any, max_samples: int,
                   seed: int, overlay: bool,
                   distributions: dict[str, InitDistribution | None] | None,
-                  max_panels: int | None = None, page: int = 0) -> tuple[list[_Panel], str]:
+                  max_panels: int | None = None, page: int = 0,
+                  z: float = 5.0) -> tuple[list[_Panel], str]:
     require_built(model)
     _check_select(select)
     params = parameters(model, include_non_trainable=include_non_trainable)
@@ -422,14 +423,14 @@ def _param_panels(model: Any, include_non_trainable: bool, select: Any, max_samp
             else:
                 dist = param_distribution(p)
             panel.distribution = dist
-            _weight_notes(panel, dist)
+            _weight_notes(panel, dist, z)
         elif panel.count and not panel.constant:
             panel.notes.append((f"std {_sample_std(panel.sample):.3g}", COLORS["bounds"]))
         panels.append(panel)
     return panels, info
 
 
-def _weight_notes(panel: _Panel, dist: InitDistribution | None) -> None:
+def _weight_notes(panel: _Panel, dist: InitDistribution | None, z: float = 5.0) -> None:
     std = _sample_std(panel.sample)
     if dist is None or not dist.is_known:
         name = "initializer unknown" if dist is None else f"unknown: {dist.name}"
@@ -444,7 +445,7 @@ def _weight_notes(panel: _Panel, dist: InitDistribution | None) -> None:
         panel.notes.append((f"{dist.name}{star} {dist.short}", COLORS["theory"]))
         panel.notes.append((f"std {std:.3g} (theory {dist.std:.3g})", COLORS["bounds"]))
     population = panel.count if panel.sample.size < panel.count else None
-    check = check_sample(panel.sample, dist, population=population, eps=panel.eps)
+    check = check_sample(panel.sample, dist, z=z, population=population, eps=panel.eps)
     if not check.ok:
         panel.notes.append(("values differ from it:", COLORS["flag"]))
         panel.notes.append((", ".join(check.failures), COLORS["flag"]))
@@ -458,7 +459,7 @@ def weight_histograms(model: Any, *, include_non_trainable: bool = False,
                       max_samples: int = 100_000, seed: int = 0, log: bool = False,
                       axes: Sequence[Any] | None = None, title: str | None = None,
                       legend: bool = True, panel_size: tuple[float, float] = (2.9, 2.3),
-                      dpi: float | None = None) -> Any:
+                      dpi: float | None = None, z: float = 5.0) -> Any:
     """One histogram per parameter tensor of a Keras 3 or torch model, in layer order.
 
     Each panel is titled ``layer/param`` with the tensor's shape and size. Where the
@@ -496,6 +497,11 @@ def weight_histograms(model: Any, *, include_non_trainable: bool = False,
         Draw into these Axes (one per panel) instead of a new figure, to compose figures.
     title, legend, panel_size, dpi
         Figure title (default: the model's name), legend on/off, inches per panel, resolution.
+    z
+        How strict the flag "values differ from it" is: passed to
+        :func:`utils.distributions.check_sample` (each of its tests at a ``z``-sigma level).
+        With many panels asserted together, raise it so that the whole figure stays within the
+        course's risk budget (a union bound: ``k`` panels at ``RISK / k`` each).
 
     Returns
     -------
@@ -511,8 +517,9 @@ def weight_histograms(model: Any, *, include_non_trainable: bool = False,
     ncols = require_int(ncols, "ncols")
     bins = require_int(bins, "bins")
     max_samples = require_int(max_samples, "max_samples", 2)
+    z = require_positive(z, "z")
     chosen, info = _param_panels(model, include_non_trainable, select, max_samples, seed,
-                                 overlay, distributions, max_panels, page)
+                                 overlay, distributions, max_panels, page, z)
     assumed = any(p.distribution is not None and p.distribution.assumed for p in chosen)
     footnote = ("* torch constructor default (torch does not record how a tensor was "
                 "initialised)") if assumed else None

@@ -596,7 +596,7 @@ def test_module_imports_no_framework():
 def test_weight_histograms_passes_z_to_the_flag():
     # A kernel drawn from N(0, 0.1) labelled as N(0, 0.104): a 4 % std error that 40,000
     # values see at about 8 standard errors (the std's relative se is 1/sqrt(2n) = 0.35 %),
-    # so z = 5 flags it and a z far above that (z = 40) does not.
+    # so z = 5 flags it and a z far above that (z = 20) does not.
     import torch
     import torch.nn as nn
 
@@ -615,6 +615,6 @@ def test_weight_histograms_passes_z_to_the_flag():
         plt.close(figure)
         return any("differ" in t for t in texts)
 
-    assert flagged(5.0) and not flagged(40.0)
+    assert flagged(5.0) and not flagged(20.0)
     with pytest.raises(ValueError, match="z must be a positive finite number"):
         weight_histograms(layer, z=0)

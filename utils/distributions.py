@@ -966,8 +966,10 @@ def check_sample(values: Any, distribution: InitDistribution, z: float = 5.0,
                          f"{type(distribution).__name__}")
     if not distribution.is_known:
         raise ValueError(f"distribution is unknown ({distribution.name}): nothing to check")
-    if not z > 0:
-        raise ValueError(f"z must be > 0, got {z}")
+    if not 0 < z <= 37:
+        # beyond 37 sigma the normal tail underflows to 0 in float64: no test level left
+        raise ValueError(f"z must be > 0 and at most 37 (the normal tail underflows beyond), "
+                         f"got {z}")
     raw = np.asarray(values)
     if eps is None:
         eps = float(np.finfo(np.float32).eps)

@@ -50,7 +50,7 @@ import sys
 #: The marker the notebooks' bootstrap cell checks: this ``utils`` is the course's, not another
 #: module of the same name (Chapter 0, :mod:`utils.colab`).
 COURSE = "initialization-matters"
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["COURSE", "__version__"]
 
 

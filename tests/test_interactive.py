@@ -134,3 +134,10 @@ def test_a_control_option_missing_from_the_data_is_refused():
     rows = [{"x": 1, "y": 1.0, "k": "a"}]
     with pytest.raises(ValueError, match=r"options \['b'\] never occur"):
         line_explorer(rows, "x", "y", [Control("k", "k", ("a", "b"), "a")])
+
+
+def test_the_panel_size_is_an_argument():
+    figure = _figure(width=230, height=180)
+    assert (figure.spec()["width"], figure.spec()["height"]) == (230, 180)
+    with pytest.raises(ValueError, match="width must be an integer >= 50"):
+        _figure(width=10)

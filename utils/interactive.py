@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from utils.stats import require_int
+
 __all__ = ["VEGA_VERSIONS", "CDN", "Control", "InteractiveFigure", "line_explorer"]
 
 #: The npm releases of the three libraries a figure needs, vendored in the book and loaded from
@@ -307,7 +309,8 @@ _LOADER = r"""
 def line_explorer(rows: Sequence[dict], x: str, y: str, controls: Sequence[Control],
                   color: str | None = None, panel: str | None = None, title: str = "",
                   x_title: str = "", y_title: str = "", log_y: bool = False,
-                  colors: dict[str, str] | None = None) -> InteractiveFigure:
+                  colors: dict[str, str] | None = None, width: int = 300,
+                  height: int = 220) -> InteractiveFigure:
     """An interactive line figure: ``y`` against ``x``, one line per ``color``, a panel per ``panel``.
 
     Parameters
@@ -327,6 +330,9 @@ def line_explorer(rows: Sequence[dict], x: str, y: str, controls: Sequence[Contr
         A logarithmic y axis.
     colors
         Optional colour per value of ``color`` (the Okabe-Ito palette otherwise).
+    width, height
+        The size of one panel in pixels (the book's text column holds about 700 pixels: two
+        panels of 300 with a legend, three of 200).
 
     Returns
     -------
@@ -372,5 +378,6 @@ def line_explorer(rows: Sequence[dict], x: str, y: str, controls: Sequence[Contr
                              "the rows")
     if log_y and any(not isinstance(r[y], (int, float)) or r[y] <= 0 for r in rows):
         raise ValueError(f"log_y needs every {y!r} > 0")
+    size = {"width": require_int(width, "width", 50), "height": require_int(height, "height", 50)}
     return InteractiveFigure(rows, x, y, color, controls, panel, title, x_title, y_title,
-                             log_y, dict(colors or {}))
+                             log_y, dict(colors or {}), **size)

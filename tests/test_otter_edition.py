@@ -11,14 +11,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.layout import notebook_id, notebooks
+from tests.layout import is_reference, notebook_id, notebooks
 
 from tests.otter_edition import (autograder_requirements, otter_notebook, otter_version,
                                  otter_test_file, question_name, questions, splice_solution,
                                  split_hidden)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = notebooks()
+# the notebooks with graded exercises (a chapter's reference page has none)
+CHAPTERS = [p for p in notebooks() if not is_reference(p)]
 HAS_OTTER = importlib.util.find_spec("otter") is not None
 needs_otter = pytest.mark.skipif(not HAS_OTTER, reason="otter-grader is not installed "
                                  "(make otter installs requirements-otter.txt)")

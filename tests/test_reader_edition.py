@@ -145,3 +145,19 @@ def test_the_introduction_links_the_pdf_that_make_pdf_builds():
     assert block, "the introduction has no download link for the PDF"
     name = course_book.pdf_name(ROOT)
     assert name and re.search(rf'href="\.\./_static/{re.escape(name)}"', block.group(1))
+
+
+def test_the_book_empties_a_figure_s_cdn_fallback():
+    # The figure's one line of CDN addresses becomes an empty list in the book; the rest of
+    # the figure (its data, its loader) is kept as the notebook stored it.
+    from utils.interactive import Control, line_explorer
+
+    figure = line_explorer([{"x": 1, "y": 1.0, "k": "a"}], "x", "y", [Control("k", "k", ("a",), "a")])
+    html = figure.html()
+    notebook = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
+        {"output_type": "display_data", "metadata": {}, "data": {"text/html": html}}]}]}
+    assert CDN_HOSTS.search(html)
+    booked = json.loads(course_book.book_figures(json.dumps(notebook)))
+    shown = booked["cells"][0]["outputs"][0]["data"]["text/html"]
+    assert not CDN_HOSTS.search(shown) and "var urls = [];" in shown
+    assert shown.replace("var urls = [];", "") == re.sub(r"var urls = \[[^\]\n]*\];", "", html)

@@ -29,7 +29,8 @@ from typing import Any, Sequence
 
 from utils.stats import require_int
 
-__all__ = ["VEGA_VERSIONS", "CDN", "Control", "InteractiveFigure", "line_explorer"]
+__all__ = ["VEGA_VERSIONS", "CDN", "FALLBACK_LINE", "Control", "InteractiveFigure",
+           "line_explorer"]
 
 #: The npm releases of the three libraries a figure needs, vendored in the book and loaded from
 #: the CDN elsewhere (``make vendor-vega`` refreshes the book's copy).
@@ -37,6 +38,11 @@ VEGA_VERSIONS: dict[str, str] = {"vega": "6.4.0", "vega-lite": "6.5.0", "vega-em
 
 #: Where a live notebook (Colab, Jupyter) loads them from when the page has not loaded them.
 CDN = "https://cdn.jsdelivr.net/npm/{package}@{version}"
+
+#: The pattern of the figure's one line that names the CDN addresses. The book's build
+#: (``book/_ext/course_book.py``) replaces that line by an empty list, since the book ships
+#: the libraries and must name no other host.
+FALLBACK_LINE = r"var urls = \[[^\]\n]*\];"
 
 # Okabe-Ito, the course's colour-blind-safe palette (utils.plotting.SERIES_COLORS), restated
 # here so that this module needs no matplotlib import to build a specification.
@@ -272,10 +278,13 @@ class InteractiveFigure:
 
 # The loader: draw with the page's vega-embed (the book loads it), else load the pinned
 # releases from the CDN first (Colab, Jupyter; with require.js present, through it). The view
-# is registered in window.courseFigures for the browser check.
+# is registered in window.courseFigures for the browser check. The CDN addresses sit on a line
+# of their own (FALLBACK_LINE), which the book's build empties: the book never names a CDN.
 _LOADER = r"""
 (function () {
-  var id = "__ID__", spec = __SPEC__, meta = __META__, urls = __URLS__;
+  var id = "__ID__", spec = __SPEC__, meta = __META__;
+  var urls = __URLS__;  // live notebooks only: the book ships these libraries
+
   function draw(embed) {
     embed("#" + id, spec, {actions: false, renderer: "svg"}).then(function (result) {
       window.courseFigures = window.courseFigures || {};

@@ -102,6 +102,28 @@ def strip_solution_markers(notebook_json: str) -> str:
     return json.dumps(notebook)
 
 
+def book_figures(notebook_json: str) -> str:
+    """Return the notebook JSON with every interactive figure's CDN fallback emptied.
+
+    An interactive figure (``utils.interactive``) loads its JavaScript from a CDN when the page
+    has none, as in Colab. The book ships that JavaScript (``book/_static/vega``), so its pages
+    keep only the figure and name no other host: the line that lists the CDN addresses
+    (:data:`utils.interactive.FALLBACK_LINE`) becomes an empty list.
+    """
+    from utils.interactive import FALLBACK_LINE
+
+    notebook = json.loads(notebook_json)
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            html = output.get("data", {}).get("text/html")
+            if html is None:
+                continue
+            text = "".join(html) if isinstance(html, list) else html
+            if 'class="course-figure"' in text:
+                output["data"]["text/html"] = re.sub(FALLBACK_LINE, "var urls = [];", text)
+    return json.dumps(notebook)
+
+
 def _on_source_read(app: Any, docname: str, source: list[str]) -> None:
     if not str(app.env.doc2path(docname)).endswith(".ipynb"):
         return
@@ -109,6 +131,8 @@ def _on_source_read(app: Any, docname: str, source: list[str]) -> None:
         source[0] = strip_solution_markers(source[0])
     if '"check"' in source[0]:
         source[0] = fold_check_cells(source[0])
+    if "course-figure" in source[0]:
+        source[0] = book_figures(source[0])
 
 
 def latex_macros(mathjax3_config: dict[str, Any] | None) -> str:

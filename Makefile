@@ -44,8 +44,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The notebooks and tests run in WORKERS processes (pytest-xdist), a notebook's cells in one of
+# them, in order (--dist loadfile): every notebook computes with one thread, so two run side by
+# side on the 2-core machine without slowing each other.
+WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
@@ -106,7 +111,8 @@ SEED_SHIFTS ?= 1000 2027
 test-seeds: $(STAMP)
 	@for shift in $(SEED_SHIFTS); do \
 	  start=$$(date +%s); echo "==> held-out seeds: COURSE_SEED_SHIFT=$$shift"; \
-	  COURSE_SEED_SHIFT=$$shift $(PY) -m pytest notebooks --nbval-lax -q \
+	  COURSE_SEED_SHIFT=$$shift $(PY) -m pytest notebooks --nbval-lax -q -n $(WORKERS) \
+	    --dist loadfile \
 	    || exit 1; \
 	  echo "held-out seeds: shift $$shift passed in $$(( $$(date +%s) - start )) s"; \
 	done

@@ -42,7 +42,9 @@ if FLOAT_PATH == "portable":
     for _name, _value in PORTABLE_FLOAT_PATH.items():
         os.environ.setdefault(_name, _value)
 
-_proofs: list[tuple[str, object]] = []  # (notebook, tests.graded_proof.ExerciseProof)
+# (notebook, proof as a dict of tests.graded_proof.ExerciseProof's fields). Filled from the
+# reports, so that it also works when the notebooks run in pytest-xdist workers (make test).
+_proofs: list[tuple[str, dict]] = []
 _proof_seconds: dict[str, float] = {}
 
 
@@ -71,7 +73,11 @@ class GradedProofItem(pytest.Item):
             proof = prove_exercise(kernel, nb.cells[exercise.solution_cell].source,
                                    stubs[exercise.grade_id], nb.cells[exercise.test_cell].source,
                                    exercise.grade_id, exercise.points)
-            _proofs.append((self.path.name, proof))
+            self.user_properties.append(("graded_proof", (self.path.name, {
+                "grade_id": proof.grade_id, "points": proof.points,
+                "stub_error": proof.stub_error, "killed": len(proof.killed),
+                "survived": len(proof.survived), "problems": list(proof.problems),
+                "seconds": proof.seconds})))
             problems += [f"{exercise.grade_id}: {problem}" for problem in proof.problems]
         _proof_seconds[self.path.name] = time.perf_counter() - start
         assert not problems, "\n".join(problems)
@@ -128,6 +134,8 @@ def part_of(nodeid: str) -> str:
 
 def pytest_runtest_logreport(report) -> None:
     _part_seconds[part_of(report.nodeid)] += report.duration  # setup, call and teardown
+    if report.when == "call":
+        _proofs.extend(value for name, value in report.user_properties if name == "graded_proof")
 
 
 def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
@@ -171,11 +179,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config) -> None:
     if _proofs:
         tr.section("graded tests: pass on the solution, fail on the stub and on wrong answers")
         for notebook, proof in _proofs:
-            verdict = "ok" if not proof.problems else "FAILED"
-            wrong = len(proof.killed) + len(proof.survived)
-            tr.write_line(f"{verdict:6s} {notebook:30s} {proof.grade_id:30s} {proof.points:3g} pt"
-                          f"  stub: {proof.stub_error or 'PASSED'}; wrong answers failed: "
-                          f"{len(proof.killed)} of {wrong}  ({proof.seconds:.1f} s)")
+            verdict = "ok" if not proof["problems"] else "FAILED"
+            wrong = proof["killed"] + proof["survived"]
+            tr.write_line(f"{verdict:6s} {notebook:30s} {proof['grade_id']:30s} "
+                          f"{proof['points']:3g} pt  stub: {proof['stub_error'] or 'PASSED'}; "
+                          f"wrong answers failed: {proof['killed']} of {wrong}  "
+                          f"({proof['seconds']:.1f} s)")
     _notebook_summary(tr)
     if _part_seconds:  # last: the time table closes the run
         tr.section("time by part (seconds)")

@@ -1,4 +1,5 @@
-"""utils.initializers, Chapter 6: orthogonal_matrix, orthogonal_ and lsuv_ on Keras and torch."""
+"""utils.initializers, Chapter 6: orthogonal_matrix, orthogonal_, the looks-linear start and lsuv_
+on Keras and torch."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 
 from utils.frameworks import parameters
-from utils.initializers import LSUVRecord, lsuv_, orthogonal_, orthogonal_matrix
+from utils.initializers import (LOOKS_LINEAR_POSITIONS, LSUVRecord, deep_stack_jacobians,
+                                input_output_jacobian, looks_linear_, looks_linear_matrix, lsuv_,
+                                orthogonal_, orthogonal_matrix)
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -391,3 +394,83 @@ def test_lsuv_model_errors():
 
     with pytest.raises(ValueError, match="none of the model's dense/convolution layers is used"):
         lsuv_(Unused(), batch(n=4))
+
+
+# ------------------------------------------------------------------------------- looks-linear
+
+@pytest.mark.parametrize(("rows", "cols", "position"), [(8, 3, "first"), (6, 10, "hidden"),
+                                                        (4, 4, "hidden"), (3, 8, "last")])
+def test_looks_linear_matrix_pairs_orthogonal_blocks(rows, cols, position):
+    matrix = looks_linear_matrix(np.random.default_rng(1), rows, cols, position, gain=1.3)
+    assert matrix.shape == (rows, cols)
+    r, c = (rows // 2 if position != "last" else rows), (cols // 2 if position != "first" else cols)
+    block = matrix[:r, :c]
+    # the block is gain times a matrix with orthonormal columns (or rows)
+    gram = block.T @ block if r >= c else block @ block.T
+    assert np.allclose(gram, 1.3**2 * np.eye(min(r, c)), atol=1e-12)
+    if position == "first":
+        assert np.array_equal(matrix[r:], -block)
+    elif position == "last":
+        assert np.array_equal(matrix[:, c:], -block)
+    else:
+        assert np.array_equal(matrix, np.block([[block, -block], [-block, block]]))
+
+
+def test_a_looks_linear_relu_stack_is_an_orthogonal_linear_map():
+    # relu(z) - relu(-z) = z: the ReLU network computes A_L ... A_1 x exactly, whatever x is
+    rng = np.random.default_rng(2)
+    m, depth = 12, 9
+    weights = ([looks_linear_matrix(rng, 2 * m, m, "first")]
+               + [looks_linear_matrix(rng, 2 * m, 2 * m, "hidden") for _ in range(depth - 2)])
+    readout = looks_linear_matrix(rng, m, 2 * m, "last")
+    for x in rng.standard_normal((3, m)):
+        jacobian = readout @ deep_stack_jacobians(weights, x, "relu")[depth - 1]
+        assert np.allclose(jacobian.T @ jacobian, np.eye(m), atol=1e-12)  # float64 products
+        blocks = [w[:m, :m] if w.shape[1] == 2 * m else w[:m] for w in weights]
+        product = readout[:, :m] @ np.linalg.multi_dot(blocks[::-1])
+        assert np.allclose(jacobian, product, atol=1e-12)
+    # a Gaussian ReLU stack of the same variance is far from isometric
+    gaussian = [rng.standard_normal((2 * m, m)) * math.sqrt(2 / m)] + [
+        rng.standard_normal((2 * m, 2 * m)) * math.sqrt(1 / m) for _ in range(depth - 2)]
+    squares = np.linalg.svd(deep_stack_jacobians(gaussian, x, "relu")[depth - 1],
+                            compute_uv=False) ** 2
+    assert squares.max() / squares[:m].min() > 10
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rows=7, cols=4, position="first"), "even number of rows"),
+    (dict(rows=4, cols=5, position="hidden"), "even number of cols"),
+    (dict(rows=4, cols=3, position="last"), "even number of cols"),
+    (dict(rows=4, cols=4, position="middle"), "position must be one of"),
+    (dict(rows=0, cols=4, position="first"), "rows"),
+    (dict(rows=4, cols=4, position="first", gain=math.inf), "gain"),
+])
+def test_looks_linear_matrix_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        looks_linear_matrix(np.random.default_rng(0), **kwargs)
+    assert LOOKS_LINEAR_POSITIONS == ("first", "hidden", "last")
+
+
+def test_looks_linear_gives_both_frameworks_the_same_isometric_network():
+    keras_model, torch_model = keras_mlp([6, 12, 12, 12, 6]), torch_mlp([6, 12, 12, 12, 6])
+    looks_linear_(keras_model, seed=4)
+    looks_linear_(torch_model, seed=4)
+    for k, t in zip(parameters(keras_model), parameters(torch_model)):
+        k_values, t_values = k.numpy(), t.numpy()
+        assert np.array_equal(k_values, t_values.T if k_values.ndim == 2 else t_values)
+    x = batch(1, 6)[0]
+    for model in (keras_model, torch_model):
+        jacobian = input_output_jacobian(model, x).astype(np.float64)
+        # float32 through 4 layers of sums of at most 12 terms: 4 * 12 * eps, generously
+        assert np.allclose(jacobian.T @ jacobian, np.eye(6), atol=4 * 12 * 5 * EPS32)
+
+
+def test_looks_linear_errors():
+    with pytest.raises(ValueError, match="at least two dense"):
+        looks_linear_(torch_mlp([4, 6]))
+    with pytest.raises(ValueError, match="even number"):
+        looks_linear_(torch_mlp([4, 7, 4]))
+    with pytest.raises(ValueError, match="gain"):
+        looks_linear_(torch_mlp([4, 6, 4]), gain=math.nan)
+    with pytest.raises(ValueError, match="seed"):
+        looks_linear_(torch_mlp([4, 6, 4]), seed=-1)

@@ -19,6 +19,9 @@ Chapter 6 adds the initialisations that go beyond variance scaling, at the end o
 
 - :func:`orthogonal_matrix`, :func:`orthogonal_` -- Haar-random orthogonal weights, identical for
   a Keras model and its torch twin;
+- :func:`looks_linear_matrix`, :func:`looks_linear_` -- looks-linear weights (Balduzzi et al.
+  2017), with which a ReLU network computes an orthogonal linear map at initialisation: its
+  input-output Jacobian is exactly isometric;
 - :func:`lsuv_` -- layer-sequential unit-variance initialisation of any Keras or torch model;
 - :func:`input_output_jacobian`, :func:`deep_stack_jacobians` -- the Jacobians whose singular
   values measure dynamical isometry;
@@ -558,6 +561,9 @@ from utils.stats import (require_finite, require_int, require_positive,  # noqa:
 __all__ += [
     "orthogonal_matrix",
     "orthogonal_",
+    "LOOKS_LINEAR_POSITIONS",
+    "looks_linear_matrix",
+    "looks_linear_",
     "LSUVRecord",
     "lsuv_",
     "input_output_jacobian",
@@ -667,6 +673,123 @@ def orthogonal_(model: Any, gain: float = 1.0, seed: int = 0) -> Any:
         assign(weight, from_keras_layout(kernel, framework))
         if bias is not None:
             assign(bias, np.zeros(bias.shape))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Looks-linear initialisation (Balduzzi et al. 2017)
+# ---------------------------------------------------------------------------------------------
+
+#: Where a layer sits in a looks-linear stack: ``"first"`` takes the raw input, ``"hidden"``
+#: takes and gives paired ReLU units, ``"last"`` recombines the pairs into the output.
+LOOKS_LINEAR_POSITIONS = ("first", "hidden", "last")
+
+
+def looks_linear_matrix(rng: np.random.Generator, rows: int, cols: int, position: str,
+                        gain: float = 1.0) -> np.ndarray:
+    """A looks-linear weight matrix ``(rows, cols)`` in the mathematical (torch) layout.
+
+    A ReLU layer loses half of every direction, which is why no i.i.d. or orthogonal draw makes
+    a ReLU network isometric. Balduzzi et al. (2017) pair the units instead: since
+    ``relu(z) - relu(-z) = z``, a layer that sees both ``relu(z)`` and ``relu(-z)`` can undo
+    the nonlinearity. With ``A`` Haar-orthogonal (:func:`orthogonal_matrix`, times ``gain``):
+
+    - ``"first"``: ``[A; -A]`` (``rows = 2 r``), so the layer outputs ``(A x, -A x)``;
+    - ``"hidden"``: ``[[A, -A], [-A, A]]`` (``rows = 2 r``, ``cols = 2 c``), so from
+      ``(relu(z), relu(-z))`` it outputs ``(A z, -A z)``;
+    - ``"last"``: ``[A, -A]`` (``cols = 2 c``), so it outputs ``A z``.
+
+    A stack first, hidden, ..., hidden, last with ReLUs between computes ``A_L ... A_1 x``
+    exactly at initialisation: an orthogonal map when the ``A`` are square, whose Jacobian has
+    every singular value equal to ``gain**L`` (Chapter 6, "Isometry"). Burkholz and Dubatovka
+    (2019) analyse such initialisations of ReLU networks.
+
+    Parameters
+    ----------
+    rng
+        A ``numpy.random.Generator``.
+    rows, cols
+        The shape; ``rows`` must be even for ``"first"`` and ``"hidden"``, ``cols`` for
+        ``"hidden"`` and ``"last"``.
+    position
+        One of :data:`LOOKS_LINEAR_POSITIONS`.
+    gain
+        Every singular value of ``A``.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float64 array of shape ``(rows, cols)``.
+
+    Raises
+    ------
+    ValueError
+        If ``rng`` is not a NumPy generator, ``position`` is unknown, a size is not a positive
+        integer or not even where the position needs pairs, or ``gain`` is not finite.
+    """
+    if position not in LOOKS_LINEAR_POSITIONS:
+        raise ValueError(f"position must be one of {LOOKS_LINEAR_POSITIONS}, got {position!r}")
+    rows = require_int(rows, "rows", 1)
+    cols = require_int(cols, "cols", 1)
+    paired_rows, paired_cols = position in ("first", "hidden"), position in ("hidden", "last")
+    if (paired_rows and rows % 2) or (paired_cols and cols % 2):
+        raise ValueError(f"a {position!r} looks-linear layer needs an even number of "
+                         f"{'rows' if paired_rows and rows % 2 else 'cols'}, got shape "
+                         f"({rows}, {cols})")
+    half = orthogonal_matrix(rng, rows // 2 if paired_rows else rows,
+                             cols // 2 if paired_cols else cols, gain)
+    if position == "first":
+        return np.concatenate([half, -half], axis=0)
+    if position == "last":
+        return np.concatenate([half, -half], axis=1)
+    return np.block([[half, -half], [-half, half]])
+
+
+def looks_linear_(model: Any, gain: float = 1.0, seed: int = 0) -> Any:
+    """Give a stack of dense layers looks-linear weights (:func:`looks_linear_matrix`), zero
+    biases.
+
+    The first dense layer gets ``"first"``, the last ``"last"`` and every other ``"hidden"``;
+    the model is meant to have a ReLU after every layer but the last (for example
+    ``utils.variance.deep_mlp(framework, [d, 2m, ..., 2m, k], "relu")``), and then computes an
+    orthogonal linear map at initialisation. Drawn from ``numpy.random.default_rng(seed)``
+    layer by layer, so a Keras model and its torch twin get identical parameters.
+
+    Parameters
+    ----------
+    model
+        A built Keras 3 model or ``torch.nn.Module`` whose weight layers are at least two
+        ``Dense``/``Linear`` layers, in the order the forward pass uses them, with even hidden
+        widths; modified in place.
+    gain
+        Every singular value of each orthogonal block.
+    seed
+        Seeds a fresh NumPy generator.
+
+    Returns
+    -------
+    The model, for chaining.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a built Keras/torch model, has fewer than two dense layers, a
+        layer that is not dense, or an odd hidden width; or if ``gain`` or ``seed`` is invalid.
+    """
+    framework = require_built(model)
+    require_finite(gain, "gain")
+    rng = np.random.default_rng(require_seed(seed))
+    layers = weight_layers(model, "dense_conv")
+    if len(layers) < 2 or any(len(entry.weight.shape) != 2 for entry in layers):
+        raise ValueError("model must have at least two dense (Dense/Linear) layers and no "
+                         "convolution for a looks-linear start")
+    for index, entry in enumerate(layers):
+        position = "first" if index == 0 else "last" if index == len(layers) - 1 else "hidden"
+        n_in, n_out = keras_layout(entry.weight.shape, framework)
+        matrix = looks_linear_matrix(rng, n_out, n_in, position, gain)  # (out, in)
+        assign(entry.weight, from_keras_layout(matrix.T, framework))
+        if entry.bias is not None:
+            assign(entry.bias, np.zeros(entry.bias.shape))
     return model
 
 

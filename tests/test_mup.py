@@ -1,0 +1,267 @@
+"""utils.mup (Chapter 6): μP's rules per optimizer, the parameter groups for Keras and torch
+models, and the side-by-side transfer sweep, checked against real models trained with the
+frameworks' own optimizers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from utils.frameworks import parameters
+from utils.mup import (MUP_OPTIMIZERS, MUP_RECIPES, MupGroup, keras_mup_optimizers,
+                       mup_param_groups, mup_rescale_, mup_rule, optimum_log10_lr,
+                       torch_mup_optimizer, transfer_sweep)
+from utils.training import batch_order
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def torch_mlp(width, d=6, k=3):
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, k))
+
+
+def keras_mlp(width, d=6, k=3):
+    import keras
+
+    return keras.Sequential([keras.Input((d,)), keras.layers.Dense(width, activation="relu"),
+                             keras.layers.Dense(width, activation="relu"), keras.layers.Dense(k)])
+
+
+# --------------------------------------------------------------------------------- mup_rule
+
+# (fans, base fans) -> role; Tensor Programs V, Table 3, with ratios r = n / n0 = 4
+ROLES = {(6, 32, 6, 8): "input", (32, 32, 8, 8): "hidden", (32, 3, 8, 3): "output",
+         (6, 3, 6, 3): "fixed", (1, 32, 1, 8): "input", (1, 3, 1, 3): "fixed"}
+# role -> (SGD lr, Adam lr, init) multipliers under full μP at r = 4
+MUP_TABLE = {"input": (4, 1, 1), "hidden": (1, 1 / 4, 1), "output": (1 / 4, 1 / 4, 1 / 2),
+             "fixed": (1, 1, 1)}
+
+
+@pytest.mark.parametrize("fans", list(ROLES))
+def test_mup_rule_follows_tensor_programs_v_table_3(fans):
+    role = ROLES[fans]
+    for optimizer, column in (("sgd", 0), ("adam", 1)):
+        rule = mup_rule(*fans, optimizer, "mup")
+        assert rule.role == role
+        assert rule.lr_multiplier == MUP_TABLE[role][column]
+        assert rule.init_multiplier == MUP_TABLE[role][2]
+        sp = mup_rule(*fans, optimizer, "sp")
+        assert (sp.role, sp.lr_multiplier, sp.init_multiplier) == (role, 1, 1)
+        readout = mup_rule(*fans, optimizer, "readout_only")
+        expected = MUP_TABLE[role][1:] if role == "output" else (1, 1)
+        assert (readout.lr_multiplier, readout.init_multiplier) == expected
+
+
+def test_at_the_base_width_every_recipe_is_the_standard_parameterisation():
+    for optimizer in MUP_OPTIMIZERS:
+        for recipe in MUP_RECIPES:
+            for fan_in, fan_out in ((6, 8), (8, 8), (8, 3), (1, 8)):
+                rule = mup_rule(fan_in, fan_out, fan_in, fan_out, optimizer, recipe)
+                assert (rule.role, rule.lr_multiplier, rule.init_multiplier) == ("fixed", 1, 1)
+
+
+def test_the_readout_variance_is_n0_over_n_squared():
+    # SP's readout std is 1/sqrt(n); μP's is sqrt(n0)/n, i.e. SP's times 1/sqrt(n/n0)
+    for n0, n in ((8, 32), (64, 1024)):
+        rule = mup_rule(n, 10, n0, 10, "adam", "mup")
+        assert math.isclose((rule.init_multiplier / math.sqrt(n)) ** 2, n0 / n**2, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(fan_in=0), "fan_in"), (dict(base_fan_out=2.5), "base_fan_out"),
+    (dict(optimizer="rmsprop"), "optimizer must be one of"),
+    (dict(recipe="ntk"), "recipe must be one of")])
+def test_mup_rule_errors(kwargs, message):
+    arguments = dict(fan_in=4, fan_out=4, base_fan_in=2, base_fan_out=2)
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        mup_rule(**arguments)
+
+
+# ------------------------------------------------------------------------- mup_param_groups
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_param_groups_of_a_model_and_its_base(framework):
+    make = torch_mlp if framework == "torch" else keras_mlp
+    model, base = make(32), make(8)
+    groups = mup_param_groups(model, base, "adam")
+    by_role = {g.role: g for g in groups}
+    assert set(by_role) == {"input", "hidden", "output", "fixed"}
+    weight = "weight" if framework == "torch" else "kernel"
+    assert [p.name for p in by_role["hidden"].params] == [weight]
+    assert (by_role["hidden"].lr_multiplier, by_role["output"].lr_multiplier) == (1 / 4, 1 / 4)
+    assert by_role["output"].init_multiplier == 1 / 2
+    # input: the first layer's weight and the two width-32 biases; fixed: the readout's bias
+    assert len(by_role["input"].params) == 3 and len(by_role["fixed"].params) == 1
+    sgd = {g.role: g.lr_multiplier for g in mup_param_groups(model, base, "sgd")}
+    assert sgd == {"input": 4, "hidden": 1, "output": 1 / 4, "fixed": 1}
+    assert sum(len(g.params) for g in groups) == len(parameters(model)) == 6
+    assert all(isinstance(g, MupGroup) and len(g.names) == len(g.handles) for g in groups)
+
+
+def test_param_groups_errors():
+    with pytest.raises(ValueError, match="same parameters"):
+        mup_param_groups(torch_mlp(16), torch_mlp(8, k=3)[:3])
+    with pytest.raises(ValueError, match="torch model but base_model a keras"):
+        mup_param_groups(torch_mlp(16), keras_mlp(8))
+    with pytest.raises(ValueError, match="optimizer"):
+        mup_param_groups(torch_mlp(16), torch_mlp(8), "lamb")
+    with pytest.raises(ValueError, match="recipe"):
+        mup_param_groups(torch_mlp(16), torch_mlp(8), "sgd", "ntk")
+
+
+def test_rescale_multiplies_only_the_readout():
+    import torch
+
+    torch.manual_seed(0)
+    model = torch_mlp(32)
+    before = [p.detach().clone() for p in model.parameters()]
+    mup_rescale_(mup_param_groups(model, torch_mlp(8), "adam"))
+    after = list(model.parameters())
+    for index, (old, new) in enumerate(zip(before, after)):
+        factor = 0.5 if index == 4 else 1.0  # the readout's weight
+        assert torch.allclose(new.detach(), factor * old, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="MupGroup"):
+        mup_rescale_(["not a group"])
+
+
+def test_optimizers_get_each_group_its_learning_rate():
+    import keras
+    import torch
+
+    groups = mup_param_groups(torch_mlp(32), torch_mlp(8), "adam")
+    opt = torch_mup_optimizer(groups, "adam", 0.01)
+    assert isinstance(opt, torch.optim.Adam)
+    assert [g["lr"] for g in opt.param_groups] == [0.01 * g.lr_multiplier for g in groups]
+    assert opt.defaults["eps"] == 1e-7
+    assert isinstance(torch_mup_optimizer(groups, "sgd", 0.1), torch.optim.SGD)
+    keras_groups = mup_param_groups(keras_mlp(32), keras_mlp(8), "sgd")
+    pairs = keras_mup_optimizers(keras_groups, "sgd", 0.1)
+    assert [float(o.learning_rate) for o, _ in pairs] == pytest.approx(
+        [0.1 * g.lr_multiplier for g in keras_groups], rel=1e-6)
+    assert all(isinstance(o, keras.optimizers.SGD) for o, _ in pairs)
+    with pytest.raises(ValueError, match="torch model"):
+        torch_mup_optimizer(keras_groups, "sgd", 0.1)
+    with pytest.raises(ValueError, match="Keras model"):
+        keras_mup_optimizers(groups, "adam", 0.1)
+    with pytest.raises(ValueError, match="learning_rate"):
+        torch_mup_optimizer(groups, "adam", 0.0)
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+def data(n=96, d=6, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+
+
+def initial_kernels(sizes, recipe, seed, width, base):
+    """The documented draw: standard normals per (seed, width, layer), He after a ReLU, LeCun
+    before it and at the readout, the readout times the recipe's init multiplier."""
+    kernels = []
+    for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, width, layer]))
+        std = math.sqrt(2 / n_in) if layer == 1 else math.sqrt(1 / n_in)
+        if layer == 2 and recipe != "sp":
+            std *= math.sqrt(base / width)
+        kernels.append(std * rng.standard_normal((n_in, n_out)))
+    return kernels
+
+
+@pytest.mark.parametrize("optimizer", MUP_OPTIMIZERS)
+@pytest.mark.parametrize("recipe", ["mup", "readout_only"])
+def test_the_sweep_trains_what_a_real_torch_model_with_mup_groups_trains(optimizer, recipe):
+    # One run of the sweep, and the same run made with a torch model, mup_param_groups and
+    # torch.optim: the same losses to float32 rounding (a few steps, so rounding stays small).
+    import torch
+
+    x, y = data()
+    width, base, rate, seed, steps = 16, 4, 0.05 if optimizer == "adam" else 0.5, 3, 6
+    sweep = transfer_sweep("torch", x, y, widths=[base, width], learning_rates=[rate],
+                           seeds=[seed], optimizer=optimizer, recipes=[recipe], steps=steps,
+                           batch_size=16, train_size=64)
+    model, base_model = torch_mlp(width), torch_mlp(base)
+    with torch.no_grad():
+        for layer, kernel in zip((0, 2, 4), initial_kernels([6, width, width, 3], recipe, seed,
+                                                             width, base)):
+            model[layer].weight.copy_(torch.from_numpy(kernel.T))
+            model[layer].bias.zero_()
+    opt = torch_mup_optimizer(mup_param_groups(model, base_model, optimizer, recipe), optimizer,
+                              rate)
+    split = np.random.default_rng(seed).permutation(len(x))[:64]
+    for index in batch_order(64, 16, 2, seed)[:steps]:
+        opt.zero_grad()
+        logits = model(torch.from_numpy(x[split[index]]))
+        torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[split[index]])).backward()
+        opt.step()
+    with torch.no_grad():
+        final = float(torch.nn.functional.cross_entropy(model(torch.from_numpy(x[split])),
+                                                        torch.from_numpy(y[split])))
+    assert math.isclose(sweep.losses[0, 1, 0, 0], final, rel_tol=1e-4)
+
+
+def test_keras_and_torch_sweeps_agree_and_the_shapes_are_the_grid():
+    x, y = data()
+    kwargs = dict(widths=[4, 8], learning_rates=[0.01, 0.03], seeds=[1, 2], optimizer="adam",
+                  steps=5, batch_size=16, train_size=64)
+    by_torch = transfer_sweep("torch", x, y, **kwargs)
+    by_keras = transfer_sweep("keras", x, y, **kwargs)
+    assert by_torch.losses.shape == (3, 2, 2, 2)
+    assert by_torch.coords.shape == (3, 2, 2, 2, 6, 3)
+    # five steps of float32 training with sums of at most 16 terms: agreement to 1e-4
+    assert np.allclose(by_torch.losses, by_keras.losses, rtol=1e-4)
+    assert np.allclose(by_torch.coords, by_keras.coords, rtol=1e-4)
+    # at the base width every recipe is SP: identical runs
+    assert np.array_equal(by_torch.losses[0, 0], by_torch.losses[1, 0])
+    assert np.array_equal(by_torch.losses[0, 0], by_torch.losses[2, 0])
+
+
+def test_a_diverged_run_gets_the_diverged_loss():
+    x, y = data()
+    sweep = transfer_sweep("torch", x, y, widths=[8], learning_rates=[1e6], seeds=[0],
+                           optimizer="sgd", recipes=["sp"], steps=5, diverged_loss=7.0)
+    assert sweep.losses.item() == 7.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(framework="jax"), "framework"), (dict(optimizer="lamb"), "optimizer"),
+    (dict(recipes=["ntk"]), "recipes"), (dict(widths=[8, 4]), "increasing"),
+    (dict(learning_rates=[-1.0]), "learning_rates"), (dict(seeds=[-3]), "seed"),
+    (dict(train_size=10_000), "train_size"), (dict(steps=0), "steps"),
+    (dict(seeds=[]), "must not be empty")])
+def test_sweep_errors(kwargs, message):
+    x, y = data()
+    arguments = dict(framework="torch", widths=[4, 8], learning_rates=[0.01], seeds=[0])
+    arguments.update(kwargs)
+    framework = arguments.pop("framework")
+    with pytest.raises(ValueError, match=message):
+        transfer_sweep(framework, x, y, **arguments)
+    with pytest.raises(ValueError, match="x must be"):
+        transfer_sweep("torch", x, y[:-1], widths=[4], learning_rates=[0.1], seeds=[0])
+
+
+# ------------------------------------------------------------------------- optimum_log10_lr
+
+def test_the_optimum_of_an_exact_parabola_is_its_vertex():
+    grid = 10 ** np.arange(-3.0, -0.5, 0.5)
+    for vertex in (-2.3, -1.9, -2.0):
+        losses = np.exp(0.7 * (np.log10(grid) - vertex) ** 2 + 0.1)
+        assert math.isclose(optimum_log10_lr(losses, grid), vertex, abs_tol=1e-9)
+    # at an end, the vertex stays within the three points used
+    rising = np.exp(np.log10(grid) + 4)
+    assert optimum_log10_lr(rising, grid) == pytest.approx(-3.0)
+    # a curve that opens downwards around its best point: the best grid point
+    assert optimum_log10_lr([1.0, 2.0, 3.0, 2.0, 0.5], grid) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("losses, rates, message", [
+    ([1, 2], [0.1, 1], "length >= 3"), ([1, 0, 2], [0.1, 1, 10], "positive"),
+    ([1, 2, 3], [1, 0.1, 10], "increasing"), ([1, 2, 3], [0.1, 1], "same length")])
+def test_optimum_errors(losses, rates, message):
+    with pytest.raises(ValueError, match=message):
+        optimum_log10_lr(losses, rates)

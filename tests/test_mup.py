@@ -265,3 +265,68 @@ def test_the_optimum_of_an_exact_parabola_is_its_vertex():
 def test_optimum_errors(losses, rates, message):
     with pytest.raises(ValueError, match=message):
         optimum_log10_lr(losses, rates)
+
+
+# ----------------------------------------------------------------------- train_side_by_side
+
+def test_side_by_side_momentum_runs_are_those_of_single_torch_models():
+    # tanh, biases, SGD with momentum: two runs together = two torch models trained alone
+    import torch
+
+    from utils.mup import train_side_by_side
+
+    x, y = data()
+    rng = np.random.default_rng(5)
+    sizes = [6, 8, 8, 3]
+    kernels = [rng.standard_normal((2, a, b)) / math.sqrt(a) for a, b in zip(sizes, sizes[1:])]
+    biases = [0.1 * rng.standard_normal((2, b)) for b in sizes[1:]]
+    rates = np.array([0.05, 0.2])
+    batches = np.stack([rng.choice(len(x), size=(2, 16)) for _ in range(5)])
+    run = train_side_by_side("torch", x, y, kernels, biases, activation="tanh",
+                             optimizer="momentum", learning_rates=rates, batches=batches,
+                             evaluate=[np.tile(np.arange(40), (2, 1))])
+    for r in range(2):
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 8),
+                                    torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        with torch.no_grad():
+            for layer, (k, b) in zip((0, 2, 4), zip(kernels, biases)):
+                model[layer].weight.copy_(torch.from_numpy(k[r].T))
+                model[layer].bias.copy_(torch.from_numpy(b[r]))
+        opt = torch.optim.SGD(model.parameters(), lr=rates[r], momentum=0.9)
+        for step, index in enumerate(batches[:, r]):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[index])),
+                                                     torch.from_numpy(y[index]))
+            assert math.isclose(float(loss), run.batch_losses[step, r], rel_tol=1e-5)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            final = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[:40])),
+                                                      torch.from_numpy(y[:40]))
+        assert math.isclose(float(final), run.final_losses[0][r], rel_tol=1e-5)
+    assert run.sizes.shape == (2, 6, 3)
+    keras_run = train_side_by_side("keras", x, y, kernels, biases, activation="tanh",
+                                   optimizer="momentum", learning_rates=rates, batches=batches)
+    assert np.allclose(keras_run.batch_losses, run.batch_losses, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(activation="gelu"), "activation"), (dict(optimizer="rmsprop"), "optimizer"),
+    (dict(learning_rates=np.ones(3)), "learning_rates"),
+    (dict(batches=np.zeros((2, 3, 4))), "batches"),
+    (dict(batches=np.zeros((2, 2, 4))), "batches"),
+    (dict(evaluate=[np.zeros((3, 4), int)]), "evaluate"),
+    (dict(biases=[np.zeros((2, 5))]), "biases")])
+def test_side_by_side_errors(kwargs, message):
+    from utils.mup import train_side_by_side
+
+    x, y = data()
+    arguments = dict(kernels=[np.zeros((2, 6, 5)), np.zeros((2, 5, 3))], learning_rates=[0.1, 0.1],
+                     batches=np.zeros((2, 2, 4), int))
+    arguments.update(kwargs)
+    kernels = arguments.pop("kernels")
+    with pytest.raises(ValueError, match=message):
+        train_side_by_side("torch", x, y, kernels, **arguments)
+    with pytest.raises(ValueError, match="chain"):
+        train_side_by_side("torch", x, y, [np.zeros((2, 5, 3))], learning_rates=[0.1, 0.1],
+                           batches=np.zeros((2, 2, 4), int))

@@ -31,6 +31,9 @@ tuned at ``n0`` means the same thing at every width.
   :func:`mup_rescale_` applies the initialisation multipliers, :func:`torch_mup_optimizer`
   makes a ``torch.optim`` optimizer with one parameter group per :class:`MupGroup`, and
   :func:`keras_mup_optimizers` one Keras optimizer per group (Keras optimizers have no groups).
+- :func:`train_side_by_side` trains ``R`` plain MLPs at once (one batched matrix product per
+  layer), in Keras (TensorFlow) or torch, each run with its own data, batches and learning
+  rates; Chapter 6 uses it for every sweep it trains.
 - :func:`transfer_sweep` trains many MLPs ``d -> n -> n -> k`` side by side (one batched
   matrix product per layer for every run of one width) over recipes, widths, learning rates
   and seeds, in Keras (TensorFlow) or torch, and records each run's final training loss and the
@@ -56,7 +59,8 @@ from utils.training import batch_order
 
 __all__ = ["MUP_OPTIMIZERS", "MUP_RECIPES", "MUP_ROLES", "MupRule", "mup_rule", "MupGroup",
            "mup_param_groups", "mup_rescale_", "torch_mup_optimizer", "keras_mup_optimizers",
-           "SweepResult", "transfer_sweep", "optimum_log10_lr"]
+           "SideBySideRun", "train_side_by_side", "SweepResult", "transfer_sweep",
+           "optimum_log10_lr"]
 
 #: The optimizers whose μP rules this module knows: plain SGD and Adam (Tensor Programs V,
 #: Table 3; SGD with momentum follows SGD's rules, RMSprop and Adagrad Adam's).
@@ -504,7 +508,6 @@ def transfer_sweep(framework: str, x: Any, y: Any, *, widths: Sequence[int],
     batches = np.stack([np.stack([splits[seed][orders[seed][t]] for _, _, seed in runs])
                         for t in range(steps)]).astype(np.int64)
     whole = np.stack([splits[seed] for _, _, seed in runs]).astype(np.int64)
-    train = _train_torch if framework == "torch" else _train_keras
     losses = np.empty((len(recipes), len(widths), len(rates), len(seeds)))
     coords = np.empty((len(recipes), len(widths), len(rates), len(seeds), steps + 1, 3))
     for w, width in enumerate(widths):
@@ -514,7 +517,9 @@ def transfer_sweep(framework: str, x: Any, y: Any, *, widths: Sequence[int],
             _initial_weights(sizes, base_sizes, recipe, seed, width) for recipe, _, seed in runs])]
         rate_of = np.array([[rate * m for m in _multipliers(sizes, base_sizes, optimizer, recipe)]
                             for recipe, rate, _ in runs], dtype=np.float32)
-        final, sizes_seen = train(inputs, labels, kernels, rate_of, batches, whole, optimizer)
+        run = train_side_by_side(framework, inputs, labels, kernels, optimizer=optimizer,
+                                 learning_rates=rate_of, batches=batches, evaluate=[whole])
+        final, sizes_seen = run.final_losses[0], run.sizes
         final = np.where(np.isfinite(final), final, diverged_loss)
         shape = (len(recipes), len(rates), len(seeds))
         losses[:, w] = np.minimum(final, diverged_loss).reshape(shape)
@@ -523,27 +528,143 @@ def transfer_sweep(framework: str, x: Any, y: Any, *, widths: Sequence[int],
                        float(diverged_loss))
 
 
+@dataclass(frozen=True)
+class SideBySideRun:
+    """What :func:`train_side_by_side` recorded for ``R`` runs trained together.
+
+    Attributes
+    ----------
+    batch_losses
+        Shape ``(steps, R)``: each run's loss on its batch, before the step's update.
+    final_losses
+        One array of shape ``(R,)`` per entry of ``evaluate``: each run's mean loss on its
+        examples after the last step (not finite if the run diverged).
+    sizes
+        Shape ``(R, steps + 1, layers)``: the root mean square of every layer's output
+        (before its activation) on each step's batch before the update, then on the first
+        batch after the last update.
+    """
+
+    batch_losses: np.ndarray
+    final_losses: tuple[np.ndarray, ...]
+    sizes: np.ndarray
+
+
+_SIDE_BY_SIDE_OPTIMIZERS = ("sgd", "momentum", "adam")
+_ACTIVATIONS = ("relu", "tanh")
+
+
+def train_side_by_side(framework: str, x: Any, y: Any, kernels: Sequence[Any],
+                       biases: Sequence[Any] | None = None, *, activation: str = "relu",
+                       optimizer: str = "sgd", learning_rates: Any, batches: Any,
+                       evaluate: Sequence[Any] = ()) -> SideBySideRun:
+    """Train ``R`` plain MLPs at once: layer ``l`` of every run is one batched matrix product.
+
+    Run ``r`` computes ``h_l = act(h_{l-1} @ kernels[l][r] + biases[l][r])`` (no activation
+    after the last layer, whose outputs are logits) and minimises the mean cross-entropy on
+    its own batches. The loss summed over runs has, for each run's parameters, that run's own
+    gradient, and every update is per parameter, with the run's own learning rate: plain SGD,
+    SGD with momentum 0.9 (torch's form: ``v = 0.9 v + g``, ``w -= lr v``) or Adam (torch's
+    form, betas 0.9 and 0.999, epsilon 1e-7, as ``utils.training``). So the runs are separate
+    runs, computed together; the unit tests compare them with models trained one at a time.
+    Chapter 6 trains its sweeps with it (and :func:`transfer_sweep` is built on it).
+
+    Parameters
+    ----------
+    framework
+        ``"keras"`` (Keras 3 operations, gradients by TensorFlow) or ``"torch"``.
+    x, y
+        All examples ``(N, d)`` (float) and their integer labels ``(N,)``.
+    kernels
+        One array per layer, shape ``(R, n_in, n_out)`` (Keras's layout, run first).
+    biases
+        One array per layer, shape ``(R, n_out)``; default zeros.
+    activation
+        ``"relu"`` or ``"tanh"``.
+    optimizer
+        ``"sgd"``, ``"momentum"`` or ``"adam"``.
+    learning_rates
+        Shape ``(R,)``, one rate per run, or ``(R, 2 L)``: per run, one rate for each kernel
+        then for each bias.
+    batches
+        Integer array ``(steps, R, batch)``: the indices into ``x`` of each run's batch at each
+        step.
+    evaluate
+        Integer arrays ``(R, m)``: after training, each run's mean loss on its ``m`` examples.
+
+    Returns
+    -------
+    SideBySideRun
+
+    Raises
+    ------
+    ValueError
+        If ``framework``, ``activation`` or ``optimizer`` is unknown, the kernels do not chain
+        or disagree on ``R``, or the shapes of ``biases``, ``learning_rates``, ``batches`` or
+        ``evaluate`` do not match.
+    """
+    _require_choice(framework, ("keras", "torch"), "framework")
+    _require_choice(activation, _ACTIVATIONS, "activation")
+    _require_choice(optimizer, _SIDE_BY_SIDE_OPTIMIZERS, "optimizer")
+    inputs = np.asarray(x, dtype=np.float32)
+    labels = np.asarray(y).astype(np.int64)
+    if inputs.ndim != 2 or labels.shape != (len(inputs),):
+        raise ValueError(f"x must be (N, d) and y (N,) with the same N, got shapes "
+                         f"{inputs.shape} and {labels.shape}")
+    weights = [np.asarray(k, dtype=np.float32) for k in kernels]
+    if not weights or any(w.ndim != 3 for w in weights):
+        raise ValueError("kernels must be a non-empty sequence of (R, n_in, n_out) arrays")
+    n_runs = weights[0].shape[0]
+    width = inputs.shape[1]
+    for index, w in enumerate(weights):
+        if w.shape[0] != n_runs or w.shape[1] != width:
+            raise ValueError(f"kernels[{index}] has shape {w.shape}; expected ({n_runs}, "
+                             f"{width}, ...) to chain with the layer before")
+        width = w.shape[2]
+    offsets = [np.zeros((n_runs, w.shape[2]), np.float32) for w in weights] if biases is None \
+        else [np.asarray(b, dtype=np.float32) for b in biases]
+    if [b.shape for b in offsets] != [(n_runs, w.shape[2]) for w in weights]:
+        raise ValueError("biases must hold one (R, n_out) array per kernel")
+    rates = np.asarray(learning_rates, dtype=np.float32)
+    if rates.shape == (n_runs,):
+        rates = np.repeat(rates[:, None], 2 * len(weights), axis=1)
+    if rates.shape != (n_runs, 2 * len(weights)):
+        raise ValueError(f"learning_rates must have shape ({n_runs},) or ({n_runs}, "
+                         f"{2 * len(weights)}), got {rates.shape}")
+    steps = np.asarray(batches)
+    if steps.ndim != 3 or steps.shape[1] != n_runs or steps.dtype.kind not in "iu":
+        raise ValueError(f"batches must be an integer array (steps, {n_runs}, batch), got "
+                         f"shape {steps.shape}")
+    checks = [np.asarray(e) for e in evaluate]
+    if any(e.ndim != 2 or e.shape[0] != n_runs or e.dtype.kind not in "iu" for e in checks):
+        raise ValueError(f"evaluate must hold integer arrays of shape ({n_runs}, m)")
+    train = _train_torch if framework == "torch" else _train_keras
+    return train(inputs, labels, weights, [b[:, None, :] for b in offsets], rates,
+                 steps.astype(np.int64), [e.astype(np.int64) for e in checks], activation,
+                 optimizer)
+
+
 def _train_torch(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarray],
-                 rates: np.ndarray, batches: np.ndarray, whole: np.ndarray,
-                 optimizer: str) -> tuple[np.ndarray, np.ndarray]:
+                 offsets: list[np.ndarray], rates: np.ndarray, batches: np.ndarray,
+                 checks: list[np.ndarray], activation: str, optimizer: str) -> SideBySideRun:
     import torch
 
     x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(labels)
-    n_runs = len(rates)
     weights = [torch.tensor(k, requires_grad=True) for k in kernels]
-    biases = [torch.zeros(n_runs, 1, k.shape[-1], requires_grad=True) for k in kernels]
+    biases = [torch.tensor(b, requires_grad=True) for b in offsets]
     params = weights + biases
     rate_of = [torch.from_numpy(np.ascontiguousarray(rates[:, j]))[:, None, None]
                for j in range(len(params))]
     moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
     beta1, beta2 = _ADAM_BETAS
+    act = torch.relu if activation == "relu" else torch.tanh
 
     def forward(index: Any) -> tuple[Any, list[Any]]:
         h, outputs = x_all[index], []
         for layer, (w, b) in enumerate(zip(weights, biases)):
             h = torch.baddbmm(b, h, w)
             outputs.append(h)
-            h = torch.relu(h) if layer < len(weights) - 1 else h
+            h = act(h) if layer < len(weights) - 1 else h
         losses = torch.nn.functional.cross_entropy(h.transpose(1, 2), y_all[index],
                                                    reduction="none").mean(dim=1)
         return losses, outputs
@@ -552,15 +673,19 @@ def _train_torch(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarra
         return torch.stack([o.detach().pow(2).mean(dim=(1, 2)).sqrt() for o in outputs],
                            dim=1).numpy()
 
-    sizes = []
+    sizes, batch_losses = [], []
     for step, index in enumerate(torch.from_numpy(batches), start=1):
         losses, outputs = forward(index)
         sizes.append(rms(outputs))
+        batch_losses.append(losses.detach().numpy())
         grads = torch.autograd.grad(losses.sum(), params)
         with torch.no_grad():
             for p, g, rate, (m, v) in zip(params, grads, rate_of, moments):
                 if optimizer == "sgd":
                     p.sub_(rate * g)
+                elif optimizer == "momentum":
+                    m.mul_(0.9).add_(g)
+                    p.sub_(rate * m)
                 else:
                     m.mul_(beta1).add_(g, alpha=1 - beta1)
                     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
@@ -568,13 +693,15 @@ def _train_torch(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarra
                     p.sub_(rate / (1 - beta1**step) * m / denom)
     with torch.no_grad():
         sizes.append(rms(forward(torch.from_numpy(batches[0]))[1]))
-        final = forward(torch.from_numpy(whole))[0].numpy()
-    return final.astype(np.float64), np.stack(sizes, axis=1).astype(np.float64)
+        finals = tuple(forward(torch.from_numpy(c))[0].numpy().astype(np.float64)
+                       for c in checks)
+    return SideBySideRun(np.array(batch_losses, dtype=np.float64), finals,
+                         np.stack(sizes, axis=1).astype(np.float64))
 
 
 def _train_keras(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarray],
-                 rates: np.ndarray, batches: np.ndarray, whole: np.ndarray,
-                 optimizer: str) -> tuple[np.ndarray, np.ndarray]:
+                 offsets: list[np.ndarray], rates: np.ndarray, batches: np.ndarray,
+                 checks: list[np.ndarray], activation: str, optimizer: str) -> SideBySideRun:
     import keras
     import tensorflow as tf
 
@@ -582,20 +709,20 @@ def _train_keras(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarra
     x_all, y_all = ops.convert_to_tensor(inputs), ops.convert_to_tensor(labels)
     n_runs = len(rates)
     weights = [keras.Variable(k, name=f"kernel_{i}") for i, k in enumerate(kernels)]
-    biases = [keras.Variable(np.zeros((n_runs, 1, k.shape[-1]), np.float32), name=f"bias_{i}")
-              for i, k in enumerate(kernels)]
+    biases = [keras.Variable(b, name=f"bias_{i}") for i, b in enumerate(offsets)]
     params = weights + biases
     rate_of = [ops.convert_to_tensor(rates[:, j][:, None, None]) for j in range(len(params))]
     moments = [(keras.Variable(np.zeros(p.shape, np.float32)),
                 keras.Variable(np.zeros(p.shape, np.float32))) for p in params]
     beta1, beta2 = _ADAM_BETAS
+    act = ops.relu if activation == "relu" else ops.tanh
 
     def forward(index: Any) -> tuple[Any, Any]:
         h, outputs = ops.take(x_all, index, axis=0), []
         for layer, (w, b) in enumerate(zip(weights, biases)):
             h = ops.matmul(h, w) + b
             outputs.append(ops.sqrt(ops.mean(ops.square(h), axis=(1, 2))))
-            h = ops.relu(h) if layer < len(weights) - 1 else h
+            h = act(h) if layer < len(weights) - 1 else h
         losses = ops.mean(ops.sparse_categorical_crossentropy(
             ops.take(y_all, index, axis=0), h, from_logits=True), axis=1)
         return losses, ops.stack(outputs, axis=1)
@@ -611,22 +738,29 @@ def _train_keras(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarra
         for p, g, rate, (m, v) in zip(params, grads, rate_of, moments):
             if optimizer == "sgd":
                 p.assign(p - rate * g)
+            elif optimizer == "momentum":
+                m.assign(0.9 * m + g)
+                p.assign(p - rate * m)
             else:
                 m.assign(beta1 * m + (1 - beta1) * g)
                 v.assign(beta2 * v + (1 - beta2) * ops.square(g))
                 denom = ops.sqrt(v / (1 - beta2**t)) + _ADAM_EPSILON
                 p.assign(p - rate / (1 - beta1**t) * m / denom)
-        return sizes
+        return losses, sizes
 
     @tf.function(input_signature=[index_spec])
     def evaluate(index: Any) -> Any:
         return forward(index)
 
-    sizes = [np.asarray(step(tf.constant(index), tf.constant(float(t), tf.float32)))
-             for t, index in enumerate(batches, start=1)]
+    sizes, batch_losses = [], []
+    for t, index in enumerate(batches, start=1):
+        losses, size = step(tf.constant(index), tf.constant(float(t), tf.float32))
+        batch_losses.append(np.asarray(losses))
+        sizes.append(np.asarray(size))
     sizes.append(np.asarray(evaluate(tf.constant(batches[0]))[1]))
-    final = np.asarray(evaluate(tf.constant(whole))[0])
-    return final.astype(np.float64), np.stack(sizes, axis=1).astype(np.float64)
+    finals = tuple(np.asarray(evaluate(tf.constant(c))[0]).astype(np.float64) for c in checks)
+    return SideBySideRun(np.array(batch_losses, dtype=np.float64), finals,
+                         np.stack(sizes, axis=1).astype(np.float64))
 
 
 def optimum_log10_lr(losses: Any, learning_rates: Sequence[float]) -> float:

@@ -330,3 +330,46 @@ def test_side_by_side_errors(kwargs, message):
     with pytest.raises(ValueError, match="chain"):
         train_side_by_side("torch", x, y, [np.zeros((2, 5, 3))], learning_rates=[0.1, 0.1],
                            batches=np.zeros((2, 2, 4), int))
+
+
+def test_side_by_side_residual_blocks_are_those_of_a_torch_residual_network():
+    import torch
+
+    from utils.mup import train_side_by_side
+
+    x, y = data()
+    rng = np.random.default_rng(6)
+    shapes = [(6, 8), (8, 5), (5, 8), (8, 5), (5, 8), (8, 3)]  # input, two blocks, readout
+    kernels = [rng.standard_normal((2,) + s) / math.sqrt(s[0]) for s in shapes]
+    batches = np.stack([rng.choice(len(x), size=(2, 16)) for _ in range(4)])
+    run = train_side_by_side("torch", x, y, kernels, activation="relu", optimizer="sgd",
+                             learning_rates=[0.1, 0.3], batches=batches, residual=True)
+    assert run.sizes.shape == (2, 5, 4)  # input layer, two blocks, logits
+    for r, rate in enumerate((0.1, 0.3)):
+        weights = [torch.tensor(k[r], dtype=torch.float32, requires_grad=True) for k in kernels]
+        weights += [torch.zeros(s[1], requires_grad=True) for s in shapes]  # biases, trained
+        w, b = weights[:6], weights[6:]
+        for step, index in enumerate(batches[:, r]):
+            h = torch.from_numpy(x[index]) @ w[0] + b[0]
+            stream = [h]
+            for a in (1, 3):
+                h = h + torch.relu(h @ w[a] + b[a]) @ w[a + 1] + b[a + 1]
+                stream.append(h)
+            loss = torch.nn.functional.cross_entropy(h @ w[5] + b[5], torch.from_numpy(y[index]))
+            assert math.isclose(float(loss), run.batch_losses[step, r], rel_tol=1e-5)
+            assert math.isclose(float(stream[-1].pow(2).mean().sqrt()), run.sizes[r, step, 2],
+                                rel_tol=1e-5)
+            grads = torch.autograd.grad(loss, weights)
+            with torch.no_grad():
+                for param, g in zip(weights, grads):
+                    param -= rate * g
+    keras_run = train_side_by_side("keras", x, y, kernels, activation="relu", optimizer="sgd",
+                                   learning_rates=[0.1, 0.3], batches=batches, residual=True)
+    assert np.allclose(keras_run.batch_losses, run.batch_losses, rtol=1e-5)
+    with pytest.raises(ValueError, match="even number"):
+        train_side_by_side("torch", x, y, kernels[:5], learning_rates=[0.1, 0.3],
+                           batches=batches, residual=True)
+    with pytest.raises(ValueError, match="back to the stream"):
+        bad = kernels[:2] + [rng.standard_normal((2, 5, 7)), rng.standard_normal((2, 7, 3))]
+        train_side_by_side("torch", x, y, bad, learning_rates=[0.1, 0.3], batches=batches,
+                           residual=True)

@@ -557,12 +557,14 @@ _ACTIVATIONS = ("relu", "tanh")
 def train_side_by_side(framework: str, x: Any, y: Any, kernels: Sequence[Any],
                        biases: Sequence[Any] | None = None, *, activation: str = "relu",
                        optimizer: str = "sgd", learning_rates: Any, batches: Any,
-                       evaluate: Sequence[Any] = ()) -> SideBySideRun:
+                       evaluate: Sequence[Any] = (), residual: bool = False) -> SideBySideRun:
     """Train ``R`` plain MLPs at once: layer ``l`` of every run is one batched matrix product.
 
     Run ``r`` computes ``h_l = act(h_{l-1} @ kernels[l][r] + biases[l][r])`` (no activation
     after the last layer, whose outputs are logits) and minimises the mean cross-entropy on
-    its own batches. The loss summed over runs has, for each run's parameters, that run's own
+    its own batches. With ``residual``, the layers are an input layer (no activation), then
+    pairs of layers that form residual blocks ``h = h + act(h @ W_a + b_a) @ W_b + b_b``, then
+    the readout: ``2 N + 2`` kernels for ``N`` blocks. The loss summed over runs has, for each run's parameters, that run's own
     gradient, and every update is per parameter, with the run's own learning rate: plain SGD,
     SGD with momentum 0.9 (torch's form: ``v = 0.9 v + g``, ``w -= lr v``) or Adam (torch's
     form, betas 0.9 and 0.999, epsilon 1e-7, as ``utils.training``). So the runs are separate
@@ -591,6 +593,9 @@ def train_side_by_side(framework: str, x: Any, y: Any, kernels: Sequence[Any],
         step.
     evaluate
         Integer arrays ``(R, m)``: after training, each run's mean loss on its ``m`` examples.
+    residual
+        Residual blocks between an input layer and the readout, as above. :attr:`SideBySideRun.sizes`
+        then holds the stream after the input layer and after every block, then the logits.
 
     Returns
     -------
@@ -600,8 +605,9 @@ def train_side_by_side(framework: str, x: Any, y: Any, kernels: Sequence[Any],
     ------
     ValueError
         If ``framework``, ``activation`` or ``optimizer`` is unknown, the kernels do not chain
-        or disagree on ``R``, or the shapes of ``biases``, ``learning_rates``, ``batches`` or
-        ``evaluate`` do not match.
+        or disagree on ``R`` (or, with ``residual``, are not an input layer, pairs and a
+        readout), or the shapes of ``biases``, ``learning_rates``, ``batches`` or ``evaluate``
+        do not match.
     """
     _require_choice(framework, ("keras", "torch"), "framework")
     _require_choice(activation, _ACTIVATIONS, "activation")
@@ -616,11 +622,18 @@ def train_side_by_side(framework: str, x: Any, y: Any, kernels: Sequence[Any],
         raise ValueError("kernels must be a non-empty sequence of (R, n_in, n_out) arrays")
     n_runs = weights[0].shape[0]
     width = inputs.shape[1]
+    if residual and (len(weights) < 4 or len(weights) % 2):
+        raise ValueError(f"residual needs an input layer, pairs of block layers and a readout "
+                         f"(an even number >= 4 of kernels), got {len(weights)}")
     for index, w in enumerate(weights):
         if w.shape[0] != n_runs or w.shape[1] != width:
             raise ValueError(f"kernels[{index}] has shape {w.shape}; expected ({n_runs}, "
                              f"{width}, ...) to chain with the layer before")
         width = w.shape[2]
+        if residual and 0 < index < len(weights) - 1 and index % 2 == 0 \
+                and width != weights[0].shape[2]:
+            raise ValueError(f"kernels[{index}] must map back to the stream's width "
+                             f"{weights[0].shape[2]}, got {width}")
     offsets = [np.zeros((n_runs, w.shape[2]), np.float32) for w in weights] if biases is None \
         else [np.asarray(b, dtype=np.float32) for b in biases]
     if [b.shape for b in offsets] != [(n_runs, w.shape[2]) for w in weights]:
@@ -641,12 +654,13 @@ def train_side_by_side(framework: str, x: Any, y: Any, kernels: Sequence[Any],
     train = _train_torch if framework == "torch" else _train_keras
     return train(inputs, labels, weights, [b[:, None, :] for b in offsets], rates,
                  steps.astype(np.int64), [e.astype(np.int64) for e in checks], activation,
-                 optimizer)
+                 optimizer, bool(residual))
 
 
 def _train_torch(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarray],
                  offsets: list[np.ndarray], rates: np.ndarray, batches: np.ndarray,
-                 checks: list[np.ndarray], activation: str, optimizer: str) -> SideBySideRun:
+                 checks: list[np.ndarray], activation: str, optimizer: str,
+                 residual: bool) -> SideBySideRun:
     import torch
 
     x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(labels)
@@ -661,10 +675,20 @@ def _train_torch(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarra
 
     def forward(index: Any) -> tuple[Any, list[Any]]:
         h, outputs = x_all[index], []
-        for layer, (w, b) in enumerate(zip(weights, biases)):
-            h = torch.baddbmm(b, h, w)
+        if residual:
+            h = torch.baddbmm(biases[0], h, weights[0])
             outputs.append(h)
-            h = act(h) if layer < len(weights) - 1 else h
+            for a in range(1, len(weights) - 1, 2):
+                branch = act(torch.baddbmm(biases[a], h, weights[a]))
+                h = h + torch.baddbmm(biases[a + 1], branch, weights[a + 1])
+                outputs.append(h)
+            h = torch.baddbmm(biases[-1], h, weights[-1])
+            outputs.append(h)
+        else:
+            for layer, (w, b) in enumerate(zip(weights, biases)):
+                h = torch.baddbmm(b, h, w)
+                outputs.append(h)
+                h = act(h) if layer < len(weights) - 1 else h
         losses = torch.nn.functional.cross_entropy(h.transpose(1, 2), y_all[index],
                                                    reduction="none").mean(dim=1)
         return losses, outputs
@@ -701,7 +725,8 @@ def _train_torch(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarra
 
 def _train_keras(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarray],
                  offsets: list[np.ndarray], rates: np.ndarray, batches: np.ndarray,
-                 checks: list[np.ndarray], activation: str, optimizer: str) -> SideBySideRun:
+                 checks: list[np.ndarray], activation: str, optimizer: str,
+                 residual: bool) -> SideBySideRun:
     import keras
     import tensorflow as tf
 
@@ -717,12 +742,25 @@ def _train_keras(inputs: np.ndarray, labels: np.ndarray, kernels: list[np.ndarra
     beta1, beta2 = _ADAM_BETAS
     act = ops.relu if activation == "relu" else ops.tanh
 
+    def rms_of(h: Any) -> Any:
+        return ops.sqrt(ops.mean(ops.square(h), axis=(1, 2)))
+
     def forward(index: Any) -> tuple[Any, Any]:
         h, outputs = ops.take(x_all, index, axis=0), []
-        for layer, (w, b) in enumerate(zip(weights, biases)):
-            h = ops.matmul(h, w) + b
-            outputs.append(ops.sqrt(ops.mean(ops.square(h), axis=(1, 2))))
-            h = act(h) if layer < len(weights) - 1 else h
+        if residual:
+            h = ops.matmul(h, weights[0]) + biases[0]
+            outputs.append(rms_of(h))
+            for a in range(1, len(weights) - 1, 2):
+                branch = act(ops.matmul(h, weights[a]) + biases[a])
+                h = h + ops.matmul(branch, weights[a + 1]) + biases[a + 1]
+                outputs.append(rms_of(h))
+            h = ops.matmul(h, weights[-1]) + biases[-1]
+            outputs.append(rms_of(h))
+        else:
+            for layer, (w, b) in enumerate(zip(weights, biases)):
+                h = ops.matmul(h, w) + b
+                outputs.append(rms_of(h))
+                h = act(h) if layer < len(weights) - 1 else h
         losses = ops.mean(ops.sparse_categorical_crossentropy(
             ops.take(y_all, index, axis=0), h, from_logits=True), axis=1)
         return losses, ops.stack(outputs, axis=1)

@@ -680,7 +680,7 @@ def orthogonal_(model: Any, gain: float = 1.0, seed: int = 0) -> Any:
 # Looks-linear initialisation (Balduzzi et al. 2017)
 # ---------------------------------------------------------------------------------------------
 
-#: Where a layer sits in a looks-linear stack: ``"first"`` takes the raw input, ``"hidden"``
+#: Where a layer sits in a looks-linear stack. ``"first"`` takes the raw input, ``"hidden"``
 #: takes and gives paired ReLU units, ``"last"`` recombines the pairs into the output.
 LOOKS_LINEAR_POSITIONS = ("first", "hidden", "last")
 

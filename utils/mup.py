@@ -6,15 +6,15 @@ al., 2021) showed that its tuned hyperparameters transfer across widths and give
 optimizer (their Table 3). Each parameter is classified by which of its dimensions grow with
 the width, found by comparing the model with the same architecture at a *base* width ``n0``:
 
-================  ===========================  =====================  ==========================
-role              dimensions that grow          SGD learning rate      Adam learning rate
-================  ===========================  =====================  ==========================
-``input``         fan-out only (first layer's   ``× fan_out ratio``    ``× 1``
+================  ============================  ========================  ========================
+role              dimensions that grow          SGD learning rate         Adam learning rate
+================  ============================  ========================  ========================
+``input``         fan-out only (first layer's   ``× fan_out ratio``       ``× 1``
                   weight, every width-n bias)
-``hidden``        fan-in and fan-out            ``× 1``                ``× 1 / fan_in ratio``
-``output``        fan-in only (the readout)     ``× 1 / fan_in ratio`` ``× 1 / fan_in ratio``
-``fixed``         none                          ``× 1``                ``× 1``
-================  ===========================  =====================  ==========================
+``hidden``        fan-in and fan-out            ``× 1``                   ``× 1 / fan_in ratio``
+``output``        fan-in only (the readout)     ``× 1 / fan_in ratio``    ``× 1 / fan_in ratio``
+``fixed``         none                          ``× 1``                   ``× 1``
+================  ============================  ========================  ========================
 
 A ratio is the parameter's fan divided by the same parameter's fan in the base model
 (``n / n0`` for a width-``n`` MLP). Every parameter keeps the standard parameterisation's
@@ -62,8 +62,8 @@ __all__ = ["MUP_OPTIMIZERS", "MUP_RECIPES", "MUP_ROLES", "MupRule", "mup_rule", 
            "SideBySideRun", "train_side_by_side", "SweepResult", "transfer_sweep",
            "optimum_log10_lr"]
 
-#: The optimizers whose μP rules this module knows: plain SGD and Adam (Tensor Programs V,
-#: Table 3; SGD with momentum follows SGD's rules, RMSprop and Adagrad Adam's).
+#: The optimizers whose μP rules this module knows, plain SGD and Adam (Tensor Programs V,
+#: Table 3); SGD with momentum follows SGD's rules, RMSprop and Adagrad Adam's.
 MUP_OPTIMIZERS = ("sgd", "adam")
 #: ``"sp"`` the standard parameterisation (every multiplier 1); ``"mup"`` full μP (the table
 #: above); ``"readout_only"`` μP's readout (initial std and learning rate ``÷ fan_in ratio``)

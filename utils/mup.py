@@ -265,6 +265,18 @@ def mup_rescale_(groups: Sequence[MupGroup]) -> None:
                 assign(param, to_numpy(param.handle).astype(np.float64) * group.init_multiplier)
 
 
+def _require_optimizer_args(groups: Sequence[Any], optimizer: str, learning_rate: float,
+                            handle_type: type, framework: str) -> None:
+    """Validate an optimizer factory's arguments: a known optimizer, a positive learning rate,
+    and :class:`MupGroup` s holding ``handle_type`` parameters only."""
+    _require_choice(optimizer, MUP_OPTIMIZERS, "optimizer")
+    require_positive(learning_rate, "learning_rate")
+    if any(not isinstance(group, MupGroup) for group in groups) or any(
+            not isinstance(h, handle_type) for group in groups for h in group.handles):
+        raise ValueError(f"groups must be the MupGroup list mup_param_groups returns for a "
+                         f"{framework} model")
+
+
 def torch_mup_optimizer(groups: Sequence[MupGroup], optimizer: str,
                         learning_rate: float) -> Any:
     """A ``torch.optim`` optimizer with one parameter group per :class:`MupGroup`.
@@ -294,12 +306,7 @@ def torch_mup_optimizer(groups: Sequence[MupGroup], optimizer: str,
     """
     import torch
 
-    _require_choice(optimizer, MUP_OPTIMIZERS, "optimizer")
-    require_positive(learning_rate, "learning_rate")
-    if any(not isinstance(group, MupGroup) for group in groups) or any(
-            not isinstance(h, torch.nn.Parameter) for group in groups for h in group.handles):
-        raise ValueError("groups must be the MupGroup list mup_param_groups returns for a "
-                         "torch model")
+    _require_optimizer_args(groups, optimizer, learning_rate, torch.nn.Parameter, "torch")
     settings = [{"params": group.handles, "lr": learning_rate * group.lr_multiplier}
                 for group in groups]
     if optimizer == "sgd":
@@ -337,12 +344,7 @@ def keras_mup_optimizers(groups: Sequence[MupGroup], optimizer: str,
     """
     import keras
 
-    _require_choice(optimizer, MUP_OPTIMIZERS, "optimizer")
-    require_positive(learning_rate, "learning_rate")
-    if any(not isinstance(group, MupGroup) for group in groups) or any(
-            not isinstance(h, keras.Variable) for group in groups for h in group.handles):
-        raise ValueError("groups must be the MupGroup list mup_param_groups returns for a "
-                         "Keras model")
+    _require_optimizer_args(groups, optimizer, learning_rate, keras.Variable, "Keras")
     result = []
     for group in groups:
         rate = learning_rate * group.lr_multiplier

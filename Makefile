@@ -161,10 +161,11 @@ otter: $(OTTER_STAMP)
 	$(PY) -m tests.otter_edition build
 
 # The proof, offline and without containers: otter run grades every chapter's solutions (full
-# points), its student notebook (zero) and a Chapter 4 notebook with one exercise solved.
+# points), its student notebook (zero) and a Chapter 4 notebook with one exercise solved,
+# WORKERS notebooks at a time.
 otter-check: $(OTTER_STAMP)
 	$(PY) -m pytest tests/test_otter_edition.py -q
-	nice -n 15 $(PY) -m tests.otter_edition check
+	nice -n 15 $(PY) -m tests.otter_edition check --workers $(WORKERS)
 
 clean:
 	rm -rf _build .pytest_cache tests/kernel_profile/profile_default/history.sqlite

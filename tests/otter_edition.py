@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -412,8 +413,12 @@ def grade(notebook: Path, autograder: Path, workdir: Path) -> dict[str, tuple[fl
 
 
 def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT,
-          chapters: tuple[str, ...] = ()) -> int:
-    """Build the edition, grade it, print the table; return the number of wrong scores."""
+          chapters: tuple[str, ...] = (), workers: int = 1) -> int:
+    """Build the edition, grade it (``workers`` notebooks at a time), print the table; return
+    the number of wrong scores."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive integer (notebooks graded at a time), "
+                         f"got {workers!r}")
     start = time.perf_counter()
     written = {w["student"].stem: w for w in build(out, chapters)}
     solved: dict[str, set[str] | None] = {}  # chapter -> questions to solve one at a time
@@ -430,7 +435,7 @@ def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT,
                              f"{sorted(names)}")
         solved[chapter] = None if not question or solved.get(chapter, set()) is None else (
             solved.get(chapter, set()) | {question})
-    rows, wrong = [], 0
+    planned = []  # (chapter, label, notebook, expected scores, autograder, maxima)
     for chapter, files in written.items():
         found, autograder = files["questions"], files["autograder"]
         maxima = {q.name: q.points for q in found}
@@ -448,22 +453,31 @@ def check(out: Path = OTTER_DIR, partial: tuple[str, ...] = PARTIAL_DEFAULT,
                 nbformat.write(spliced, target)
                 runs.append((f"only {question.name}", target,
                              {q.name: (q.points if q is question else 0.0) for q in found}))
-        for label, notebook, expected in runs:
-            began = time.perf_counter()
-            workdir = out / chapter / "graded" / label.replace(" ", "-")
-            graded = grade(notebook, autograder, workdir)
-            seconds = time.perf_counter() - began
-            scores = {name: score for name, (score, _) in graded.items()}
-            ok = scores == expected and {n: m for n, (_, m) in graded.items()} == maxima
-            wrong += not ok
-            rows.append((chapter, label, sum(scores.values()), sum(expected.values()),
-                         sum(maxima.values()), "ok" if ok else f"WRONG: {graded}", seconds))
-            print(f"graded {chapter} ({label}) in {seconds:.0f} s", flush=True)
+        planned += [(chapter, label, notebook, expected, autograder, maxima)
+                    for label, notebook, expected in runs]
+
+    def run(plan):
+        chapter, label, notebook, expected, autograder, maxima = plan
+        began = time.perf_counter()
+        graded = grade(notebook, autograder, out / chapter / "graded" / label.replace(" ", "-"))
+        seconds = time.perf_counter() - began
+        print(f"graded {chapter} ({label}) in {seconds:.0f} s", flush=True)
+        scores = {name: score for name, (score, _) in graded.items()}
+        ok = scores == expected and {n: m for n, (_, m) in graded.items()} == maxima
+        return (chapter, label, sum(scores.values()), sum(expected.values()),
+                sum(maxima.values()), "ok" if ok else f"WRONG: {graded}", seconds)
+
+    # Each `otter run` executes one notebook, which computes in one thread
+    # (utils.seeding.seed_everything): `workers` of them side by side, each in its own folder.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(run, planned))
+    wrong = sum(row[5] != "ok" for row in rows)
     total = time.perf_counter() - start
-    print(f"\n{'chapter':<26} {'notebook graded':<26} {'points':>6} {'expected':>8} "
+    width = max([len("chapter")] + [len(row[0]) for row in rows])
+    print(f"\n{'chapter':<{width}} {'notebook graded':<26} {'points':>6} {'expected':>8} "
           f"{'of':>4}  {'result':<6} {'time':>5}")
     for chapter, label, got, expected, possible, verdict, seconds in rows:
-        print(f"{chapter:<26} {label:<26} {got:>6g} {expected:>8g} {possible:>4g}  "
+        print(f"{chapter:<{width}} {label:<26} {got:>6g} {expected:>8g} {possible:>4g}  "
               f"{verdict:<6} {seconds:>4.0f}s")
     print(f"\notter run on {len(rows)} notebooks (scores per question compared, not only totals); "
           f"wall time {total:.0f} s ({total / 60:.1f} min), building the edition included")
@@ -481,10 +495,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partial", nargs="*", default=list(PARTIAL_DEFAULT),
                         help="CHAPTER (file stem: once per exercise, only it solved) or "
                              "CHAPTER:QUESTION (only that exercise solved)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="notebooks graded at a time (each computes in one thread)")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            return 1 if check(args.out, tuple(args.partial), tuple(args.chapters)) else 0
+            return 1 if check(args.out, tuple(args.partial), tuple(args.chapters),
+                              args.workers) else 0
         for files in build(args.out, tuple(args.chapters)):
             points = sum(q.points for q in files["questions"])
             hidden = sum(q.hidden is not None for q in files["questions"])

@@ -13,7 +13,7 @@ import pytest
 
 from tests.layout import is_reference, notebook_id, notebooks
 
-from tests.otter_edition import (autograder_requirements, otter_notebook, otter_version,
+from tests.otter_edition import (autograder_requirements, check, otter_notebook, otter_version,
                                  otter_test_file, question_name, questions, splice_solution,
                                  split_hidden)
 
@@ -224,3 +224,9 @@ def test_every_graded_exercise_of_a_chapter_becomes_a_question(path):
     first_code = next(c for c in student.cells if c.cell_type == "code")
     assert first_code.source == next(c for c in nb.cells if c.cell_type == "code").source
     assert not any(c.metadata.get("nbgrader", {}).get("grade") for c in student.cells)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_check_refuses_a_number_of_workers_that_is_not_a_positive_integer(tmp_path, workers):
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        check(tmp_path, (), (), workers)

@@ -161,3 +161,29 @@ def test_the_book_empties_a_figure_s_cdn_fallback():
     shown = booked["cells"][0]["outputs"][0]["data"]["text/html"]
     assert not CDN_HOSTS.search(shown) and "var urls = [];" in shown
     assert shown.replace("var urls = [];", "") == re.sub(r"var urls = \[[^\]\n]*\];", "", html)
+
+
+def test_the_book_folds_check_cells_and_graded_tests_under_their_titles():
+    # A check cell folds under its #@title, a graded test cell under its "# Graded check" line;
+    # a solution cell and a plain lesson cell stay open.
+    def cell(source, tags=(), nbgrader=None):
+        metadata = {"tags": list(tags)}
+        if nbgrader is not None:
+            metadata["nbgrader"] = nbgrader
+        return {"cell_type": "code", "source": source, "metadata": metadata, "outputs": []}
+
+    notebook = {"cells": [
+        cell("#@title Check: the bound holds { display-mode: \"form\" }\nx = 1", ["check"]),
+        cell(["# Graded check: a 5 -> 4 layer.\n", "assert f(3) == 6\n"],
+             nbgrader={"grade": True, "solution": False, "points": 2}),
+        cell("def f(x):\n    return 2 * x", nbgrader={"grade": False, "solution": True}),
+        cell("print(1)"),
+        cell("assert g()", nbgrader={"grade": True, "solution": False}),
+    ]}
+    folded = json.loads(course_book.fold_check_cells(json.dumps(notebook)))["cells"]
+    prompts = [(c["metadata"].get("mystnb", {}).get("code_prompt_show"),
+                "hide-input" in c["metadata"]["tags"]) for c in folded]
+    assert prompts == [("Check: the bound holds", True), ("Graded check: a 5 -> 4 layer.", True),
+                       (None, False), (None, False), ("Graded check", True)]
+    assert folded[1]["metadata"]["mystnb"]["code_prompt_hide"] == course_book.GRADED_HIDE_PROMPT
+    assert folded[0]["metadata"]["mystnb"]["code_prompt_hide"] == course_book.CHECK_HIDE_PROMPT

@@ -51,9 +51,12 @@ _CELL_ENVIRONMENTS = r"""
 
 _MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
 _TITLE = re.compile(r"^\s*#@title\s+(.+?)\s*(\{.*\})?\s*$")
+_GRADED = re.compile(r"^\s*#\s*(Graded check\b.*?)\s*$")
 
 #: What a folded check cell's button reads when it is open.
 CHECK_HIDE_PROMPT = "Hide the check"
+#: What a folded graded test cell's button reads when it is open.
+GRADED_HIDE_PROMPT = "Hide the graded check"
 
 
 def check_title(source: str) -> str | None:
@@ -66,25 +69,47 @@ def check_title(source: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def graded_check_title(source: str) -> str | None:
+    """The title of a graded test cell: its first line, ``# Graded check: ...``, without the
+    ``#`` (None if the cell does not start with one)."""
+    first = source.lstrip("\n").split("\n", 1)[0]
+    match = _GRADED.match(first)
+    return match.group(1).strip() if match else None
+
+
+def _is_graded_test(metadata: dict) -> bool:
+    nbgrader = metadata.get("nbgrader", {})
+    return bool(nbgrader.get("grade")) and not nbgrader.get("solution")
+
+
 def fold_check_cells(notebook_json: str) -> str:
-    """Return the notebook JSON with every ``check`` cell folded under its title.
+    """Return the notebook JSON with every check cell and graded test cell folded.
 
     Each code cell tagged ``check`` gets myst-nb's ``hide-input`` tag and, as the fold's
-    button, its ``#@title`` text (``mystnb.code_prompt_show``). Other cells are unchanged.
+    button, its ``#@title`` text (``mystnb.code_prompt_show``). So does each nbgrader test cell
+    (``grade`` without ``solution``), under its first line, ``Graded check: ...``: the reader
+    sees what an exercise is checked on, the tests one click away, like the solution above
+    them. Other cells are unchanged.
     """
     notebook = json.loads(notebook_json)
     for cell in notebook.get("cells", []):
         metadata = cell.get("metadata", {})
         tags = metadata.get("tags", [])
-        if cell.get("cell_type") != "code" or "check" not in tags:
+        if cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
-        title = check_title(source if isinstance(source, str) else "".join(source))
+        source = source if isinstance(source, str) else "".join(source)
+        if "check" in tags:
+            title, hide = check_title(source) or "Check", CHECK_HIDE_PROMPT
+        elif _is_graded_test(metadata):
+            title, hide = graded_check_title(source) or "Graded check", GRADED_HIDE_PROMPT
+        else:
+            continue
         if "hide-input" not in tags:
             metadata["tags"] = [*tags, "hide-input"]
         mystnb = metadata.setdefault("mystnb", {})
-        mystnb.setdefault("code_prompt_show", title or "Check")
-        mystnb.setdefault("code_prompt_hide", CHECK_HIDE_PROMPT)
+        mystnb.setdefault("code_prompt_show", title)
+        mystnb.setdefault("code_prompt_hide", hide)
         cell["metadata"] = metadata
     return json.dumps(notebook)
 

@@ -70,8 +70,9 @@ _HIDDEN_END_WORDS = "END HIDDEN TESTS"
 # autograder's environment (Gradescope builds it; `otter run` uses the current one).
 RUNTIME_PACKAGES = ("tensorflow", "keras", "torch", "numpy", "scipy", "matplotlib",
                     "scikit-learn")
-# The partial case: Chapter 4 with only its second exercise solved (0 + 2 + 0 of 6 points).
-PARTIAL_DEFAULT = ("04_prior_logit_bias:ch4-focal",)
+# The partial case: Chapter 4's third section with only its second exercise solved (0 + 2 of
+# 5 points).
+PARTIAL_DEFAULT = ("04_prior_bias-03_checking_the_start:ch4-focal",)
 
 _OTTER_PIN = re.compile(r"^otter-grader==(\S+)\s*$", re.M)
 

@@ -1017,7 +1017,7 @@ def check_initial_loss(
         shrink = ("set_prior_bias(..., kernel_scale=0.1)" if has_bias
                   else "multiply it by 0.1")
         problems.append(
-            f"the random part of the logits adds {excess:.3g} on average over initialisations, "
+            f"the random part of the logits adds {excess:.3g} beyond its 1st-order term, "
             f"{excess / predicted:.0%} of the {predicted:.4g} the output bias predicts "
             f"(tolerance {rtol:.0%}); scale down the kernel of {where} ({shrink}), and check "
             f"that the outputs are what the loss expects ({outputs}) and the labels match them"
@@ -1045,8 +1045,8 @@ def check_initial_loss(
         message = (
             f"OK on both checks of {where}. The output bias predicts {predicted:.4g} against "
             f"the label prior's {optimum:.4g} (allowed: {allowed:.2g} for the batch's chance "
-            f"label counts). The random part of the logits adds {excess:.3g} on average over "
-            f"initialisations, {excess / predicted:.0%} of the prediction (allowed: "
+            f"label counts). The random part of the logits adds {excess:.3g} beyond its "
+            f"1st-order term, {excess / predicted:.0%} of the prediction (allowed: "
             f"{rtol:.0%}). The 1st-order term ({first:+.3g}) is this initialisation's chance "
             "and averages to zero"
         ) + "."

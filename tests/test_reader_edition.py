@@ -174,7 +174,8 @@ def test_the_book_folds_check_cells_and_graded_tests_under_their_titles():
 
     notebook = {"cells": [
         cell("#@title Check: the bound holds { display-mode: \"form\" }\nx = 1", ["check"]),
-        cell(["# Graded check: a 5 -> 4 layer.\n", "assert f(3) == 6\n"],
+        cell(["# Graded check: a 5 -> 4 layer,\n", "# to float32 rounding.\n",
+              "assert f(3) == 6\n"],
              nbgrader={"grade": True, "solution": False, "points": 2}),
         cell("def f(x):\n    return 2 * x", nbgrader={"grade": False, "solution": True}),
         cell("print(1)"),
@@ -183,7 +184,7 @@ def test_the_book_folds_check_cells_and_graded_tests_under_their_titles():
     folded = json.loads(course_book.fold_check_cells(json.dumps(notebook)))["cells"]
     prompts = [(c["metadata"].get("mystnb", {}).get("code_prompt_show"),
                 "hide-input" in c["metadata"]["tags"]) for c in folded]
-    assert prompts == [("Check: the bound holds", True), ("Graded check: a 5 -> 4 layer.", True),
+    assert prompts == [("Check: the bound holds", True), ("Graded check: a 5 -> 4 layer, to float32 rounding.", True),
                        (None, False), (None, False), ("Graded check", True)]
     assert folded[1]["metadata"]["mystnb"]["code_prompt_hide"] == course_book.GRADED_HIDE_PROMPT
     assert folded[0]["metadata"]["mystnb"]["code_prompt_hide"] == course_book.CHECK_HIDE_PROMPT

@@ -70,11 +70,19 @@ def check_title(source: str) -> str | None:
 
 
 def graded_check_title(source: str) -> str | None:
-    """The title of a graded test cell: its first line, ``# Graded check: ...``, without the
-    ``#`` (None if the cell does not start with one)."""
-    first = source.lstrip("\n").split("\n", 1)[0]
-    match = _GRADED.match(first)
-    return match.group(1).strip() if match else None
+    """The title of a graded test cell: its leading comment, ``# Graded check: ...`` and the
+    comment lines that continue it, without the ``#`` (None if the cell does not start with
+    one)."""
+    lines = source.lstrip("\n").split("\n")
+    match = _GRADED.match(lines[0])
+    if not match:
+        return None
+    words = [match.group(1).strip()]
+    for line in lines[1:]:  # the comment may go on over the next lines
+        if not line.startswith("#") or "###" in line:
+            break
+        words.append(line.lstrip("#").strip())
+    return " ".join(word for word in words if word)
 
 
 def _is_graded_test(metadata: dict) -> bool:

@@ -87,8 +87,10 @@ PAGE_PROBE = r"""
         e => errors.add(e.getAttribute("data-mjx-error") || e.textContent));
   }
   result.mathErrors = Array.from(errors).slice(0, 5).map(t => t.slice(0, 120));
-  // Raw TeX in the prose: text outside code, scripts and typeset math.
-  const skip = "pre, code, script, style, textarea, mjx-container, .highlight, .math";
+  // Raw TeX in the prose: text outside code, scripts and typeset math. An API signature
+  // (Sphinx's .sig, a constant's value among them) is code too: a regular expression's
+  // "\\[" there is not TeX.
+  const skip = "pre, code, script, style, textarea, mjx-container, .highlight, .math, .sig";
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const raw = [];
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
